@@ -1,0 +1,43 @@
+"""Replies the gateway makes itself, in the error format of the provider the client speaks.
+
+OpenAI-shaped routes get ``{"error": {"message", "type", "code", "param"}}``; Anthropic routes
+get ``{"type": "error", "error": {"type", "message"}}``. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+# status -> (openai error type, anthropic error type)
+_TYPES: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("invalid_request_error", "authentication_error"),
+    403: ("permission_error", "permission_error"),
+    404: ("invalid_request_error", "not_found_error"),
+    407: ("invalid_request_error", "authentication_error"),
+    413: ("invalid_request_error", "request_too_large"),
+    426: ("invalid_request_error", "invalid_request_error"),
+    429: ("rate_limit_exceeded", "rate_limit_error"),
+    500: ("server_error", "api_error"),
+    502: ("server_error", "api_error"),
+    503: ("server_error", "overloaded_error"),
+}
+
+
+def error_body(family: str, status: int, code: str, message: str) -> bytes:
+    openai_type, anthropic_type = _TYPES.get(status, ("server_error", "api_error"))
+    if family == "anthropic":
+        doc: dict[str, object] = {"type": "error", "error": {"type": anthropic_type, "message": message}}
+    else:
+        doc = {"error": {"message": message, "type": openai_type, "code": code, "param": None}}
+    return json.dumps(doc).encode()
+
+
+def error_response(
+    family: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> http.Response:
+    all_headers = {"content-type": "application/json", "x-codexgate-error": code}
+    all_headers.update(headers or {})
+    return http.Response.make(status, error_body(family, status, code, message), all_headers)

@@ -1,0 +1,75 @@
+"""Per-flow state shared by the gateway's addons through ``flow.metadata[STATE_KEY]``.
+
+Each addon fills in its part, in request order: identity -> scope -> routing -> upstream ->
+tracing. Nothing here holds a secret: the gateway key is never stored, only its entry's
+public fields; provider credentials are written straight into the outgoing request.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from addons.api_shape import ApiShape
+from addons.codex_session import CodexContext, InputDelta
+
+if TYPE_CHECKING:
+    from codexgate.vault import GatewayKey, ProviderCredential
+    from mitmproxy import http
+
+    from addons.stream_tap import StreamTap
+
+STATE_KEY = "codexgate"
+
+
+@dataclass
+class Refusal:
+    status: int
+    code: str
+    message: str
+    policy: str
+
+
+@dataclass
+class FlowState:
+    shape: ApiShape
+    mode: str  # reverse | forward
+    trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_mono: float = field(default_factory=time.monotonic)
+    body: dict[str, Any] | None = None
+    body_text: str | None = None
+    client_path: str | None = None  # path as the client sent it (before routing rewrites it)
+    request_model: str | None = None
+    stream_requested: bool = False
+    identity: GatewayKey | None = None
+    provider: ProviderCredential | None = None
+    route: str | None = None
+    refusal: Refusal | None = None
+    decisions: list[dict[str, str]] = field(default_factory=list)
+    guardrail_findings: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    codex: CodexContext = field(default_factory=CodexContext)
+    delta: InputDelta | None = None
+    new_items: list[Any] | None = None
+    instructions_hash: str | None = None
+    upstream_sent_mono: float | None = None
+    first_byte_at: datetime | None = None
+    first_token_at: datetime | None = None
+    tap: StreamTap | None = None
+    traced: bool = False  # the trace row was handed to the sink (exactly once per flow)
+
+    def decide(self, policy: str, decision: str, reason: str) -> None:
+        self.decisions.append({"policy": policy, "decision": decision, "reason": reason})
+
+    def refuse(self, status: int, code: str, message: str, policy: str) -> None:
+        self.refusal = Refusal(status, code, message, policy)
+        self.decide(policy, "deny", code)
+
+
+def get_state(flow: http.HTTPFlow) -> FlowState | None:
+    return flow.metadata.get(STATE_KEY)

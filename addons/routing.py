@@ -1,0 +1,93 @@
+"""Sends an authorised call to its provider: rewrites the URL to the provider's base URL and
+puts the provider credential in place of the developer's. Also decides, in forward-proxy
+mode, what happens to traffic for hosts that are not model providers (pass through untouched,
+or refuse), and explains client TLS failures (a wrong CA in Codex loops forever otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from mitmproxy import ctx, exceptions, http, tls
+
+from addons.flowstate import get_state
+from addons.provider_hosts import ProviderHosts
+from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
+
+log = logging.getLogger("codexgate.routing")
+
+
+class Routing:
+    def __init__(self, hosts: ProviderHosts) -> None:
+        self.hosts = hosts
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        loader.add_option(
+            "codexgate_unknown_hosts",
+            str,
+            "passthrough",
+            "Forward-proxy traffic to hosts that are not model providers: 'passthrough' (tunnel untouched, "
+            "not traced) or 'refuse' (403).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "codexgate_unknown_hosts" in updated and ctx.options.codexgate_unknown_hosts not in ("passthrough", "refuse"):
+            raise exceptions.OptionsError(
+                f"codexgate_unknown_hosts must be 'passthrough' or 'refuse', not '{ctx.options.codexgate_unknown_hosts}'."
+            )
+
+    # ---------------------------------------------------------------- forward-proxy mode
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        host = flow.request.host
+        if self.hosts.is_provider_host(host):
+            return
+        if ctx.options.codexgate_unknown_hosts == "refuse":
+            flow.response = http.Response.make(
+                403, f"codexgate: {host} is not a model provider and this gateway refuses other traffic.\n"
+            )
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        sni = data.client_hello.sni or (data.context.server.address[0] if data.context.server.address else "")
+        if not sni or self.hosts.is_provider_host(sni):
+            return
+        if ctx.options.codexgate_unknown_hosts == "passthrough":
+            data.ignore_connection = True  # tunnel bytes untouched: no interception, no trace
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        sni = data.conn.sni or "?"
+        if self.hosts.is_provider_host(sni):
+            log.warning(
+                "codexgate: TLS handshake with the client failed for %s (%s). The client does not trust the "
+                "gateway's CA: give Codex CODEX_CA_CERTIFICATE=<confdir>/mitmproxy-ca-cert.pem "
+                "(or SSL_CERT_FILE), or use base-URL mode.",
+                sni,
+                data.conn.error,
+            )
+
+    # ---------------------------------------------------------------- every call
+    def request(self, flow: http.HTTPFlow) -> None:
+        state = get_state(flow)
+        if state is None or flow.response is not None or state.provider is None:
+            return
+        provider = state.provider
+        req = flow.request
+        url = upstream_url(provider, state.shape, state.request_model, list(req.query.items(multi=True)))
+        req.url = url
+        for name, value in credential_headers(provider).items():
+            req.headers[name] = value
+        if provider.kind == "anthropic" and "anthropic-version" not in req.headers:
+            req.headers["anthropic-version"] = ANTHROPIC_VERSION
+        state.upstream_sent_mono = time.monotonic()
+        state.attempts.append(
+            {
+                "attempt": len(state.attempts) + 1,
+                "provider": provider.name,
+                "url": display_url(url),
+                "status_code": None,
+                "latency_ms": None,
+                "error": None,
+                "started_at": datetime.now(UTC),
+            }
+        )

@@ -1,0 +1,158 @@
+"""Turns a finished flow and its state into one trace row (``codexgate.schema``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from mitmproxy import http
+
+from addons import privacy
+from addons.flowstate import FlowState
+from addons.pricing import PRICE_SOURCE, PRICE_VERSION, price
+from addons.reassembly import Reassembled
+from addons.redaction import headers_json
+from codexgate.schema import SCHEMA_VERSION
+
+_PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
+
+
+def _ms(a: datetime | None, b: datetime | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return (b - a).total_seconds() * 1000.0
+
+
+def privacy_mode(state: FlowState) -> str:
+    key = state.identity
+    mode = getattr(key, "privacy_mode", None) if key is not None else None
+    return mode if mode in privacy.MODES else privacy.FULL
+
+
+def build_row(
+    flow: http.HTTPFlow,
+    state: FlowState,
+    result: Reassembled | None,
+    *,
+    outcome: str,
+    end: datetime,
+    status_code: int | None,
+    client_aborted: bool = False,
+    error_type: str | None = None,
+    error_message: str | None = None,
+    streaming: bool = False,
+    response_bytes: int | None = None,
+    instance: str | None = None,
+) -> dict[str, Any]:
+    key = state.identity
+    provider = state.provider
+    mode = privacy_mode(state)
+    usage = result.usage if result else None
+    cost = price(
+        (result.response_model if result and result.response_model else None) or state.request_model,
+        provider.kind if provider else None,
+        usage,
+    )
+    if state.refusal is not None:
+        error_type = error_type or state.refusal.code
+        error_message = error_message or state.refusal.message
+    if result is not None and result.failed:
+        error_type = error_type or result.error_type
+        error_message = error_message or result.error_message
+
+    keep = mode != privacy.METRICS_ONLY
+    scrub = privacy.redact if mode == privacy.REDACTED else (lambda s: s)
+    response_body = json.dumps(result.response) if (result and result.response is not None) else None
+    tool_calls = list(result.tool_calls) if result else None
+    if tool_calls and not keep:
+        tool_calls = [{**c, "arguments": None} for c in tool_calls]
+    elif tool_calls and mode == privacy.REDACTED:
+        tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
+    codex = state.codex
+    attempts = state.attempts or None
+    providers_tried = [a["provider"] for a in state.attempts]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "trace_id": state.trace_id,
+        "gateway_instance": instance,
+        "start_time": state.started_at,
+        "upstream_first_byte_time": state.first_byte_at,
+        "first_token_time": state.first_token_at,
+        "end_time": end,
+        "duration_ms": _ms(state.started_at, end) or 0.0,
+        "ttfb_ms": _ms(state.started_at, state.first_byte_at),
+        "ttft_ms": _ms(state.started_at, state.first_token_at),
+        "status_code": status_code,
+        "outcome": outcome,
+        "streaming": streaming,
+        "client_aborted": client_aborted,
+        "error_type": error_type,
+        "error_message": error_message,
+        "refusal_reason": state.refusal.code if state.refusal else None,
+        "org": key.org if key else None,
+        "team": key.team if key else None,
+        "project": key.project if key else None,
+        "developer": key.developer if key else None,
+        "key_id": key.key_id if key else None,
+        "mode": state.mode,
+        "route": state.route,
+        "openai_api_type": state.shape.api,
+        "gen_ai_operation_name": state.shape.operation,
+        "gen_ai_provider_name": _PROVIDER_NAMES.get(provider.kind, provider.kind) if provider else None,
+        "provider": provider.name if provider else None,
+        "gen_ai_request_model": state.request_model,
+        "gen_ai_response_model": result.response_model if result else None,
+        "gen_ai_response_id": result.response_id if result else None,
+        "gen_ai_response_finish_reasons": (result.finish_reasons or None) if result else None,
+        "gen_ai_conversation_id": codex.thread_id or codex.session_id,
+        "request_method": flow.request.method,
+        "request_path": state.client_path or flow.request.path.split("?", 1)[0],
+        "request_headers": headers_json(flow.request.headers.items(multi=True)),
+        "request_body": scrub(state.body_text) if keep else None,
+        "request_bytes": len(state.body_text.encode()) if state.body_text else 0,
+        "response_headers": headers_json(flow.response.headers.items(multi=True)) if flow.response else None,
+        "response_body": scrub(response_body) if keep else None,
+        "response_text": scrub(result.text) if (keep and result) else None,
+        "response_reasoning": scrub(result.reasoning) if (keep and result) else None,
+        "tool_calls": tool_calls,
+        "sse_event_count": result.event_count if (result and streaming) else None,
+        "response_bytes": response_bytes,
+        "gen_ai_usage_input_tokens": usage.input_tokens if usage else None,
+        "gen_ai_usage_cache_read_input_tokens": usage.cache_read_tokens if usage else None,
+        "gen_ai_usage_cache_creation_input_tokens": usage.cache_creation_tokens if usage else None,
+        "gen_ai_usage_output_tokens": usage.output_tokens if usage else None,
+        "gen_ai_usage_reasoning_output_tokens": usage.reasoning_tokens if usage else None,
+        "usage_complete": bool(usage and usage.input_tokens is not None and usage.output_tokens is not None),
+        "cost_usd": cost.total_usd,
+        "input_cost_usd": cost.input_usd,
+        "output_cost_usd": cost.output_usd,
+        "cost_known": cost.known,
+        "price_source": PRICE_SOURCE if cost.known else None,
+        "price_version": PRICE_VERSION if cost.known else None,
+        "attempts": attempts,
+        "attempt_count": len(state.attempts),
+        "fallback_used": len(set(providers_tried)) > 1,
+        "policy_decisions": state.decisions or None,
+        "guardrail_findings": state.guardrail_findings or None,
+        "guardrail_blocked": any(f.get("action") == "blocked" for f in state.guardrail_findings),
+        "tags": [{"key": k, "value": v} for k, v in sorted(state.tags.items())] or None,
+        "privacy_mode": mode,
+        "session_id": codex.session_id,
+        "thread_id": codex.thread_id,
+        "turn_id": codex.turn_id,
+        "request_kind": codex.request_kind,
+        "window_id": codex.window_id,
+        "client_request_id": codex.client_request_id,
+        "prompt_cache_key": codex.prompt_cache_key,
+        "originator": codex.originator,
+        "user_agent": codex.user_agent,
+        "subagent": codex.subagent,
+        "codex_turn_metadata": codex.turn_metadata,
+        "call_index": state.delta.call_index if state.delta else None,
+        "input_item_count": state.delta.item_count if state.delta else None,
+        "new_input_start": state.delta.new_start if state.delta else None,
+        "new_input_items": scrub(json.dumps(state.new_items)) if (keep and state.new_items is not None) else None,
+        "instructions_hash": state.instructions_hash,
+    }
+
