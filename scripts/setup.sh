@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv with the project (and, with --test, the test tools: SDKs, the Codex CLI, Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "codexgate needs Python 3.11+ ($PY is $("$PY" --version 2>&1))" >&2; exit 1
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip uv >/dev/null
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+.venv/bin/uv pip install -q --python .venv/bin/python -e ".${extras}"
+if [ "${1:-}" = "--test" ]; then
+  # The real Codex CLI for the end-to-end tests (its Linux binary arrives as an optional dependency).
+  if [ ! -x .tools/codex/node_modules/.bin/codex ] && command -v npm >/dev/null; then
+    npm install --silent --no-fund --no-audit --prefix .tools/codex @openai/codex >/dev/null 2>&1 \
+      || echo "warning: npm install @openai/codex failed; Codex tests will be skipped" >&2
+  fi
+  # Headless Chromium for the dashboard's browser test.
+  if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; the browser test will be skipped" >&2
+  fi
+fi
