@@ -1,0 +1,76 @@
+"""Run the real Codex CLI (npm @openai/codex) against a base URL, non-interactively."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers.gateway import CODEX
+
+
+@dataclass
+class CodexRun:
+    returncode: int
+    events: list[dict]
+    stdout: str
+    stderr: str
+
+    def items(self, kind: str) -> list[dict]:
+        return [
+            e["item"]
+            for e in self.events
+            if e.get("type") == "item.completed" and isinstance(e.get("item"), dict) and e["item"].get("type") == kind
+        ]
+
+
+def run_codex(
+    tmp: Path, base_url: str, key: str, prompt: str, *, model: str = "gpt-5-codex", timeout: float = 180, extra_env=None
+) -> CodexRun:
+    home = tmp / "codex-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'model = "{model}"\n'
+        'model_provider = "codexgate"\n'
+        "[model_providers.codexgate]\n"
+        'name = "codexgate"\n'
+        f'base_url = "{base_url}"\n'
+        'env_key = "CODEXGATE_KEY"\n'
+        'wire_api = "responses"\n'
+        "request_max_retries = 0\n"
+        "stream_max_retries = 0\n"
+    )
+    work = tmp / "work"
+    work.mkdir(exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().endswith("_PROXY") and k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME")
+    }
+    env.update({"CODEX_HOME": str(home), "CODEXGATE_KEY": key, "HOME": str(tmp), "NO_COLOR": "1"})
+    env.update(extra_env or {})
+    cmd = [
+        str(CODEX),
+        "exec",
+        "--skip-git-repo-check",
+        "-s",
+        "workspace-write",
+        "--json",
+        "-c",
+        "analytics.enabled=false",
+        "-c",
+        "features.plugins=false",
+        prompt,
+    ]
+    proc = subprocess.run(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    events = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass
+    return CodexRun(proc.returncode, events, proc.stdout, proc.stderr)

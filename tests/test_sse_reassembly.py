@@ -1,0 +1,180 @@
+"""The SSE parser and the per-format reassemblers, fed real wire-format bytes in awkward chunkings."""
+
+from __future__ import annotations
+
+import json
+
+from addons.reassembly import AnthropicReassembler, ChatReassembler, ResponsesReassembler, from_json_body
+from addons.sse import SseParser
+
+
+def _sse(events: list[tuple[str | None, dict | str]]) -> bytes:
+    out = b""
+    for name, data in events:
+        if name:
+            out += f"event: {name}\r\n".encode()
+        payload = data if isinstance(data, str) else json.dumps(data)
+        out += f"data: {payload}\r\n\r\n".encode()
+    return out
+
+
+RESPONSES = _sse(
+    [
+        ("response.created", {"type": "response.created", "response": {"id": "resp_1", "model": "gpt-5-codex"}}),
+        ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hel"}),
+        ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "lo"}),
+        (
+            "response.output_item.done",
+            {
+                "type": "response.output_item.done",
+                "output_index": 1,
+                "item": {"type": "function_call", "name": "shell", "arguments": '{"command":["ls"]}', "call_id": "c1"},
+            },
+        ),
+        (
+            "response.completed",
+            {
+                "type": "response.completed",
+                "response": {
+                    "id": "resp_1",
+                    "model": "gpt-5-codex",
+                    "status": "completed",
+                    "output": [
+                        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]},
+                        {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]},
+                        {"type": "function_call", "name": "shell", "arguments": '{"command":["ls"]}', "call_id": "c1"},
+                    ],
+                    "usage": {
+                        "input_tokens": 100,
+                        "input_tokens_details": {"cached_tokens": 40},
+                        "output_tokens": 30,
+                        "output_tokens_details": {"reasoning_tokens": 10},
+                    },
+                },
+            },
+        ),
+    ]
+)
+
+
+def _feed_in_chunks(reassembler, data: bytes, size: int) -> int:
+    parser = SseParser()
+    firsts = 0
+    for i in range(0, len(data), size):
+        for ev in parser.feed(data[i : i + size]):
+            firsts += reassembler.on_event(ev)
+    for ev in parser.close():
+        firsts += reassembler.on_event(ev)
+    return firsts
+
+
+def test_responses_stream_reassembled_at_any_chunking() -> None:
+    for size in (1, 7, 64, len(RESPONSES)):
+        r = ResponsesReassembler()
+        assert _feed_in_chunks(r, RESPONSES, size) == 1  # exactly one "first token"
+        res = r.result()
+        assert res.terminal and not res.failed
+        assert (res.text, res.reasoning, res.response_id) == ("Hello", "think", "resp_1")
+        assert res.tool_calls == [{"call_id": "c1", "name": "shell", "type": "function_call", "arguments": '{"command":["ls"]}'}]
+        assert (res.usage.input_tokens, res.usage.cache_read_tokens, res.usage.output_tokens, res.usage.reasoning_tokens) == (
+            100,
+            40,
+            30,
+            10,
+        )
+        assert res.event_count == 5
+
+
+def test_responses_stream_cut_before_completion_keeps_partial_output() -> None:
+    cut = RESPONSES[: RESPONSES.index(b"event: response.completed")]
+    r = ResponsesReassembler()
+    _feed_in_chunks(r, cut, 13)
+    res = r.result()
+    assert not res.terminal and res.usage is None
+    assert res.tool_calls[0]["name"] == "shell"
+
+
+def test_responses_failed_event() -> None:
+    data = _sse(
+        [
+            (
+                "response.failed",
+                {"type": "response.failed", "response": {"id": "r", "error": {"code": "server_error", "message": "boom"}}},
+            )
+        ]
+    )
+    r = ResponsesReassembler()
+    _feed_in_chunks(r, data, 5)
+    res = r.result()
+    assert res.failed and res.terminal and res.error_type == "server_error" and res.error_message == "boom"
+
+
+def test_chat_stream_with_tool_call_and_usage() -> None:
+    chunks = [
+        {"id": "c", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]},
+        {
+            "id": "c",
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "get", "arguments": '{"a"'}}]}}
+            ],
+        },
+        {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
+        {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {
+            "id": "c",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": 9,
+                "prompt_tokens_details": {"cached_tokens": 20},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            },
+        },
+    ]
+    data = _sse([(None, c) for c in chunks] + [(None, "[DONE]")])
+    r = ChatReassembler()
+    _feed_in_chunks(r, data, 11)
+    res = r.result()
+    assert res.terminal and res.text == "Hi" and res.finish_reasons == ["tool_calls"]
+    assert res.tool_calls[0]["arguments"] == '{"a": 1}' and res.tool_calls[0]["call_id"] == "t1"
+    assert (res.usage.input_tokens, res.usage.cache_read_tokens, res.usage.output_tokens) == (50, 20, 9)
+
+
+def test_anthropic_stream_usage_includes_cache_in_input() -> None:
+    events = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "model": "claude-sonnet-4-5",
+                    "usage": {"input_tokens": 10, "cache_read_input_tokens": 70, "cache_creation_input_tokens": 5},
+                },
+            },
+        ),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Yo"}}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "tu1", "name": "ls", "input": {}}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"p": "/"}'}},
+        ),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    r = AnthropicReassembler()
+    _feed_in_chunks(r, _sse(events), 17)
+    res = r.result()
+    assert res.terminal and res.text == "Yo" and res.finish_reasons == ["tool_use"]
+    assert json.loads(res.tool_calls[0]["arguments"]) == {"p": "/"}
+    u = res.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.cache_creation_tokens, u.output_tokens) == (85, 70, 5, 12)
+
+
+def test_json_error_body() -> None:
+    res = from_json_body("responses", {"error": {"code": "rate_limit_exceeded", "message": "slow down"}})
+    assert res.failed and res.error_type == "rate_limit_exceeded"
