@@ -1,0 +1,1 @@
+"""Analytics over codexgate traces: synthetic data, access scopes, the DuckDB store, named queries."""

@@ -1,0 +1,187 @@
+"""``TraceStore``: an in-memory DuckDB over the hive-partitioned trace Parquet files.
+
+Files live in ``TRACES/date=YYYY-MM-DD/*.parquet``. ``relation(since, until)`` gives the SQL text
+of a ``read_parquet`` over only the date partitions a time range needs (partition pruning by file
+list); DuckDB's projection pushdown then reads only the columns a query names. Older files that
+lack newer columns read as NULL (``union_by_name``, plus typed NULL columns when every selected
+file is old). One connection per store, one cursor per query, so a store can be shared between
+Streamlit threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from codexgate import schema
+
+
+class TracesNotFound(Exception):
+    """The traces folder is missing or holds no Parquet files."""
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a single-quoted SQL string literal (for the configured paths only)."""
+    if "\x00" in value:
+        raise ValueError("NUL byte in SQL string")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duckdb_type(typ: pa.DataType) -> str:
+    """DuckDB type name of an Arrow type used by the trace schema."""
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "VARCHAR"
+    if pa.types.is_boolean(typ):
+        return "BOOLEAN"
+    if pa.types.is_int16(typ):
+        return "SMALLINT"
+    if pa.types.is_int32(typ):
+        return "INTEGER"
+    if pa.types.is_int64(typ):
+        return "BIGINT"
+    if pa.types.is_floating(typ):
+        return "DOUBLE"
+    if pa.types.is_timestamp(typ):
+        return "TIMESTAMPTZ" if typ.tz else "TIMESTAMP"
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return duckdb_type(typ.value_type) + "[]"
+    if pa.types.is_struct(typ):
+        fields = ", ".join(
+            f'"{typ.field(i).name}" {duckdb_type(typ.field(i).type)}' for i in range(typ.num_fields)
+        )
+        return f"STRUCT({fields})"
+    raise TypeError(f"no DuckDB type for {typ}")
+
+
+def _as_utc(value: datetime | date | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _partition_date(path: Path) -> date | None:
+    for part in reversed(path.parent.parts):
+        if part.startswith("date="):
+            try:
+                return date.fromisoformat(part[5:])
+            except ValueError:
+                return None
+    return None
+
+
+class TraceStore:
+    """Read-only query access to one traces folder."""
+
+    def __init__(self, traces_dir: Path | str) -> None:
+        self.traces_dir = Path(traces_dir).expanduser().resolve()
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
+        self._lock = threading.Lock()
+        self._columns_cache: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- files ------------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        """Every trace Parquet file, sorted. Raises ``TracesNotFound`` when there is none."""
+        if not self.traces_dir.is_dir():
+            raise TracesNotFound(f"traces folder not found: {self.traces_dir}")
+        found = sorted(
+            p
+            for p in self.traces_dir.rglob("*.parquet")
+            if p.is_file()
+            and not any(part.startswith((".", "_")) for part in p.relative_to(self.traces_dir).parts)
+        )
+        if not found:
+            raise TracesNotFound(f"no trace files (*.parquet) in {self.traces_dir}")
+        return found
+
+    def files_for(self, since: datetime | date | None, until: datetime | date | None) -> list[Path]:
+        """Files whose ``date=`` partition can hold rows with ``since <= start_time < until``.
+
+        Never empty: when no partition matches, one file is kept so the query still binds (its
+        rows are then removed by the time filter) and returns an empty, well-typed result.
+        """
+        every = self.files()
+        lo = _as_utc(since)
+        hi = _as_utc(until)
+        first = lo.date() if lo else None
+        last = (hi - timedelta(microseconds=1)).date() if hi else None
+        chosen = []
+        for path in every:
+            day = _partition_date(path)
+            if day is None or ((first is None or day >= first) and (last is None or day <= last)):
+                chosen.append(path)
+        return chosen or every[-1:]
+
+    # -- SQL text ---------------------------------------------------------------------------
+    def traces_sql(self) -> str:
+        """``read_parquet`` over every file of the folder (glob form)."""
+        self.files()
+        pattern = sql_string(str(self.traces_dir / "**" / "*.parquet"))
+        return f"read_parquet({pattern}, hive_partitioning = true, union_by_name = true)"
+
+    def relation(self, since: datetime | date | None = None, until: datetime | date | None = None) -> str:
+        """SQL text of the traces relation pruned to the partitions of ``[since, until)``.
+
+        Safe to put after ``FROM``; columns missing from every selected file appear as typed NULLs.
+        """
+        if since is None and until is None:
+            text = self.traces_sql()
+            files = tuple(str(p) for p in self.files())
+        else:
+            files = tuple(str(p) for p in self.files_for(since, until))
+            listing = ", ".join(sql_string(f) for f in files)
+            text = f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true)"
+        present = self._columns(text, files)
+        missing = [f for f in schema.SCHEMA if f.name not in present]
+        if not missing:
+            return text
+        extra = ", ".join(f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"' for f in missing)
+        return f"(SELECT *, {extra} FROM {text})"
+
+    def _columns(self, text: str, files: tuple[str, ...]) -> frozenset[str]:
+        with self._lock:
+            cached = self._columns_cache.get(files)
+        if cached is not None:
+            return cached
+        cur = self._con.cursor()
+        try:
+            names = frozenset(row[0] for row in cur.sql(f"DESCRIBE SELECT * FROM {text}").fetchall())
+        finally:
+            cur.close()
+        with self._lock:
+            if len(self._columns_cache) > 256:
+                self._columns_cache.clear()
+            self._columns_cache[files] = names
+        return names
+
+    # -- running ----------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run ``sql`` with ``?`` parameters on a fresh cursor; the whole result as Polars."""
+        cur = self._con.cursor()
+        try:
+            return cur.sql(sql, params=list(params) if params else None).pl()
+        finally:
+            cur.close()
+
+    def interrupt(self) -> None:
+        self._con.interrupt()
