@@ -541,7 +541,7 @@ def _batch(
 
     # --- wall-clock placement --------------------------------------------------------------------
     gap_ms = np.where(new_turn, _lognormal(rng, 40_000, 1.0, N), _lognormal(rng, 2_500, 1.0, N))
-    step = np.concatenate([duration[1:] + gap_ms[1:], [0.0]])  # time from this call's start to the next's
+    step = np.concatenate([duration[:-1] + gap_ms[1:], [0.0]])  # time from this call's start to the next's
     step_us = (step * _MS).astype(np.int64)
     offset_us = _group_cumsum(step_us, sess, s_first, exclusive=True)
     span_us = offset_us[s_first + s_len - 1] + (duration[s_first + s_len - 1] * _MS).astype(np.int64)

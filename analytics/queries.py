@@ -1,0 +1,648 @@
+"""Named, parameterised analytics queries over the trace store, returning Polars frames.
+
+Every function takes a ``TraceStore``, an optional ``[since, until)`` range (``start_time``; the
+range also prunes the date partitions read) and a ``ViewerScope`` that is ANDed into the query.
+User values only ever travel as ``?`` parameters; group-by columns come from ``DIMENSIONS`` (a
+whitelist) and time buckets from ``BUCKETS``. The SQL text lives in the ``*_SQL`` constants; its
+``{placeholders}`` are filled only with whitelisted fragments and the store's relation text.
+
+Costs: ``cost_usd`` sums priced calls only and stays NULL when nothing in a group was priced (never a
+silent 0); ``unpriced_requests`` counts calls that used tokens but had no price.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from analytics.access import ViewerScope
+from analytics.budgets import Budget, period_bounds
+from analytics.db import TraceStore
+
+ALL = ViewerScope()
+
+# dimension name -> column (or expression over columns)
+DIMENSIONS: dict[str, str] = {
+    "org": "org",
+    "team": "team",
+    "project": "project",
+    "developer": "developer",
+    "key_id": "key_id",
+    "model": "gen_ai_request_model",
+    "response_model": "gen_ai_response_model",
+    "provider": "provider",
+    "provider_name": "gen_ai_provider_name",
+    "outcome": "outcome",
+    "route": "route",
+    "mode": "mode",
+    "originator": "originator",
+    "request_kind": "request_kind",
+    "status_code": "status_code",
+}
+TAG_PREFIX = "tag:"
+BUCKETS = ("hour", "day", "week")
+_TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+ERROR_OUTCOMES = ("upstream_error", "gateway_error", "incomplete")
+
+# ---------------------------------------------------------------------------------------------
+# SQL
+# ---------------------------------------------------------------------------------------------
+
+SPEND_SQL = """
+SELECT {dims}
+    count(*) AS requests,
+    count(*) FILTER (WHERE outcome = 'ok') AS ok_requests,
+    CAST(coalesce(sum(gen_ai_usage_input_tokens), 0) AS BIGINT) AS input_tokens,
+    CAST(coalesce(sum(gen_ai_usage_cache_read_input_tokens), 0) AS BIGINT) AS cached_tokens,
+    CAST(coalesce(sum(gen_ai_usage_output_tokens), 0) AS BIGINT) AS output_tokens,
+    CAST(coalesce(sum(gen_ai_usage_reasoning_output_tokens), 0) AS BIGINT) AS reasoning_tokens,
+    CAST(sum(cost_usd) FILTER (WHERE cost_known) AS DOUBLE) AS cost_usd,
+    CAST(sum(input_cost_usd) FILTER (WHERE cost_known) AS DOUBLE) AS input_cost_usd,
+    CAST(sum(output_cost_usd) FILTER (WHERE cost_known) AS DOUBLE) AS output_cost_usd,
+    count(*) FILTER (WHERE cost_known) AS priced_requests,
+    count(*) FILTER (WHERE NOT cost_known
+        AND (gen_ai_usage_input_tokens IS NOT NULL OR gen_ai_usage_output_tokens IS NOT NULL)) AS unpriced_requests,
+    CAST(coalesce(sum(gen_ai_usage_input_tokens) FILTER (WHERE NOT cost_known), 0) AS BIGINT)
+        AS unpriced_input_tokens,
+    CAST(coalesce(sum(gen_ai_usage_output_tokens) FILTER (WHERE NOT cost_known), 0) AS BIGINT)
+        AS unpriced_output_tokens
+FROM {traces}
+WHERE {where}
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+LATENCY_SQL = """
+SELECT {dim_names} requests, mean_duration_ms,
+    d[1] AS duration_p50_ms, d[2] AS duration_p95_ms, d[3] AS duration_p99_ms,
+    ft[1] AS ttft_p50_ms, ft[2] AS ttft_p95_ms, ft[3] AS ttft_p99_ms,
+    fb[1] AS ttfb_p50_ms, fb[2] AS ttfb_p95_ms, fb[3] AS ttfb_p99_ms
+FROM (
+    SELECT {dims}
+        count(*) AS requests,
+        avg(duration_ms) AS mean_duration_ms,
+        {quantile}(duration_ms, [0.5, 0.95, 0.99]) AS d,
+        {quantile}(ttft_ms, [0.5, 0.95, 0.99]) AS ft,
+        {quantile}(ttfb_ms, [0.5, 0.95, 0.99]) AS fb
+    FROM {traces}
+    WHERE {where} AND outcome = 'ok'
+    GROUP BY ALL
+)
+ORDER BY {order}
+"""
+
+ERRORS_SQL = """
+SELECT {dims}
+    count(*) AS requests,
+    count(*) FILTER (WHERE outcome = 'ok') AS ok,
+    count(*) FILTER (WHERE outcome IN ('upstream_error', 'gateway_error', 'incomplete')) AS errors,
+    count(*) FILTER (WHERE outcome IN ('upstream_error', 'gateway_error', 'incomplete')) / count(*) AS error_rate,
+    count(*) FILTER (WHERE outcome = 'refused') AS refused,
+    count(*) FILTER (WHERE outcome = 'refused') / count(*) AS refusal_rate,
+    count(*) FILTER (WHERE outcome = 'client_aborted') AS client_aborted,
+    count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS status_4xx,
+    count(*) FILTER (WHERE status_code = 429) AS status_429,
+    count(*) FILTER (WHERE status_code BETWEEN 500 AND 599) AS status_5xx,
+    count(*) FILTER (WHERE attempt_count > 1) AS retried,
+    CAST(coalesce(sum(greatest(attempt_count - 1, 0)), 0) AS BIGINT) AS retries,
+    count(*) FILTER (WHERE fallback_used) AS fallbacks,
+    count(*) FILTER (WHERE len(guardrail_findings) > 0) AS guardrail_flagged,
+    count(*) FILTER (WHERE guardrail_blocked) AS guardrail_blocked
+FROM {traces}
+WHERE {where}
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+REFUSAL_REASONS_SQL = """
+SELECT {dim_names} refusal_reason,
+    count(*) AS refused,
+    count(*) / any_value(total) AS refusal_rate,
+    any_value(total) AS requests
+FROM (
+    SELECT *, count(*) OVER ({partition}) AS total
+    FROM (SELECT {dims} refusal_reason FROM {traces} WHERE {where})
+)
+WHERE refusal_reason IS NOT NULL
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+STATUS_CODES_SQL = """
+SELECT {dims} status_code, count(*) AS requests
+FROM {traces}
+WHERE {where}
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+GUARDRAILS_SQL = """
+SELECT {dims}
+    f.guardrail AS guardrail, f.stage AS stage, f.entity AS entity, f.action AS action,
+    count(*) AS findings,
+    count(DISTINCT trace_id) AS calls,
+    count(DISTINCT trace_id) FILTER (WHERE guardrail_blocked) AS blocked_calls
+FROM (
+    SELECT *, unnest(guardrail_findings) AS f
+    FROM {traces}
+    WHERE {where} AND len(guardrail_findings) > 0
+)
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+TOP_SESSIONS_SQL = """
+SELECT
+    session_id,
+    arg_min(org, start_time) AS org,
+    arg_min(team, start_time) AS team,
+    arg_min(developer, start_time) AS developer,
+    arg_min(gen_ai_request_model, start_time) AS model,
+    min(start_time) AS started,
+    max(end_time) AS ended,
+    epoch_ms(max(end_time)) / 1000.0 - epoch_ms(min(start_time)) / 1000.0 AS wall_s,
+    count(*) AS calls,
+    count(DISTINCT turn_id) AS turns,
+    CAST(sum(cost_usd) FILTER (WHERE cost_known) AS DOUBLE) AS cost_usd,
+    count(*) FILTER (WHERE NOT cost_known
+        AND (gen_ai_usage_input_tokens IS NOT NULL OR gen_ai_usage_output_tokens IS NOT NULL)) AS unpriced_calls,
+    CAST(coalesce(sum(gen_ai_usage_input_tokens), 0) AS BIGINT) AS input_tokens,
+    CAST(coalesce(sum(gen_ai_usage_cache_read_input_tokens), 0) AS BIGINT) AS cached_tokens,
+    CAST(coalesce(sum(gen_ai_usage_output_tokens), 0) AS BIGINT) AS output_tokens,
+    sum(duration_ms) / 1000.0 AS model_time_s,
+    count(*) FILTER (WHERE outcome IN ('upstream_error', 'gateway_error', 'incomplete')) AS errors,
+    count(*) FILTER (WHERE outcome = 'refused') AS refused
+FROM {traces}
+WHERE {where} AND session_id IS NOT NULL
+GROUP BY session_id
+ORDER BY {order}
+LIMIT ?
+"""
+
+CACHE_HIT_SQL = """
+SELECT {dims}
+    CAST(coalesce(sum(gen_ai_usage_input_tokens), 0) AS BIGINT) AS input_tokens,
+    CAST(coalesce(sum(gen_ai_usage_cache_read_input_tokens), 0) AS BIGINT) AS cached_tokens,
+    CAST(sum(gen_ai_usage_cache_read_input_tokens) AS DOUBLE)
+        / nullif(CAST(sum(gen_ai_usage_input_tokens) AS DOUBLE), 0) AS cache_hit_ratio,
+    count(*) AS requests
+FROM {traces}
+WHERE {where} AND gen_ai_usage_input_tokens IS NOT NULL
+GROUP BY ALL
+ORDER BY {order}
+"""
+
+SESSION_CALLS_SQL = """
+SELECT
+    call_index, start_time, end_time, turn_id, request_kind, subagent,
+    gen_ai_request_model AS model, provider, outcome, status_code, refusal_reason, error_type,
+    gen_ai_usage_input_tokens AS input_tokens,
+    gen_ai_usage_cache_read_input_tokens AS cached_tokens,
+    gen_ai_usage_output_tokens AS output_tokens,
+    gen_ai_usage_reasoning_output_tokens AS reasoning_tokens,
+    cost_usd, cost_known, duration_ms, ttfb_ms, ttft_ms, attempt_count, fallback_used,
+    list_transform(coalesce(tool_calls, []), lambda c: c.name) AS tool_names,
+    sum(coalesce(cost_usd, 0)) OVER (ORDER BY start_time, call_index
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cumulative_cost_usd,
+    epoch_ms(start_time) - epoch_ms(min(start_time) OVER ()) AS offset_ms,
+    trace_id
+FROM {traces}
+WHERE {where} AND session_id = ?
+ORDER BY start_time, call_index
+"""
+
+TURN_COST_SQL = """
+SELECT
+    row_number() OVER (ORDER BY started) - 1 AS turn_no, *
+FROM (
+    SELECT
+        turn_id,
+        min(start_time) AS started,
+        max(end_time) AS ended,
+        count(*) AS calls,
+        CAST(sum(cost_usd) FILTER (WHERE cost_known) AS DOUBLE) AS cost_usd,
+        count(*) FILTER (WHERE NOT cost_known
+            AND (gen_ai_usage_input_tokens IS NOT NULL OR gen_ai_usage_output_tokens IS NOT NULL)) AS unpriced_calls,
+        CAST(coalesce(sum(gen_ai_usage_input_tokens), 0) AS BIGINT) AS input_tokens,
+        CAST(coalesce(sum(gen_ai_usage_cache_read_input_tokens), 0) AS BIGINT) AS cached_tokens,
+        CAST(coalesce(sum(gen_ai_usage_output_tokens), 0) AS BIGINT) AS output_tokens,
+        CAST(coalesce(sum(gen_ai_usage_reasoning_output_tokens), 0) AS BIGINT) AS reasoning_tokens,
+        sum(duration_ms) AS model_time_ms,
+        CAST(coalesce(sum(len(tool_calls)), 0) AS BIGINT) AS tool_calls,
+        count(*) FILTER (WHERE outcome <> 'ok') AS failed_calls
+    FROM {traces}
+    WHERE {where} AND session_id = ?
+    GROUP BY turn_id
+)
+ORDER BY started
+"""
+
+BUDGET_SPEND_SQL = """
+SELECT
+    count(*) AS requests,
+    CAST(coalesce(sum(cost_usd) FILTER (WHERE cost_known), 0) AS DOUBLE) AS spent_usd,
+    count(*) FILTER (WHERE NOT cost_known
+        AND (gen_ai_usage_input_tokens IS NOT NULL OR gen_ai_usage_output_tokens IS NOT NULL)) AS unpriced_requests
+FROM {traces}
+WHERE {where} AND {target}
+"""
+
+BUDGET_CROSSING_SQL = """
+SELECT min(start_time) AS crossed_at FROM (
+    SELECT start_time,
+        sum(cost_usd) OVER (ORDER BY start_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+    FROM {traces}
+    WHERE {where} AND {target} AND cost_known
+)
+WHERE running >= ?
+"""
+
+DISTINCT_SQL = """
+SELECT {column} AS value, count(*) AS requests
+FROM {traces}
+WHERE {where} AND {column} IS NOT NULL
+GROUP BY 1
+ORDER BY 1
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+TimeArg = datetime | date | None
+
+
+def _utc(value: TimeArg) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class _Dims:
+    select: str  # "expr AS name, ..." with a trailing comma, or ""
+    partition: str  # "PARTITION BY <dims>" or ""
+    names: list[str]  # output column names in SQL
+    params: list[Any]
+    renames: dict[str, str]  # SQL alias -> public name
+
+
+def _dims(by: Sequence[str], bucket: str | None = None) -> _Dims:
+    exprs: list[str] = []
+    names: list[str] = []
+    params: list[Any] = []
+    renames: dict[str, str] = {}
+    if bucket is not None:
+        if bucket not in BUCKETS:
+            raise ValueError(f"bucket must be one of {BUCKETS} or None, not {bucket!r}")
+        exprs.append(f"date_trunc('{bucket}', start_time) AS bucket")
+        names.append("bucket")
+    seen: set[str] = set()
+    for i, dim in enumerate(by):
+        if dim in seen:
+            raise ValueError(f"duplicate group-by dimension {dim!r}")
+        seen.add(dim)
+        if dim.startswith(TAG_PREFIX):
+            tag = dim[len(TAG_PREFIX) :]
+            if not _TAG_NAME.match(tag):
+                raise ValueError(f"invalid tag name {tag!r}")
+            alias = f"tag_{i}"
+            exprs.append(f"list_filter(tags, lambda t: t.key = ?)[1].value AS {alias}")
+            params.append(tag)
+            renames[alias] = dim
+            names.append(alias)
+        elif dim in DIMENSIONS:
+            exprs.append(f"{DIMENSIONS[dim]} AS {dim}")
+            names.append(dim)
+        else:
+            allowed = ", ".join([*DIMENSIONS, TAG_PREFIX + "<name>"])
+            raise ValueError(f"cannot group by {dim!r}; use one of: {allowed}")
+    select = "".join(e + ", " for e in exprs)
+    partition = ("PARTITION BY " + ", ".join(names)) if names else ""
+    return _Dims(select, partition, names, params, renames)
+
+
+def _where(scope: ViewerScope, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("start_time >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("start_time < ?")
+        params.append(until)
+    scope_sql, scope_params = scope.sql_filter()
+    clauses.append(scope_sql)
+    params.extend(scope_params)
+    return " AND ".join(clauses), params
+
+
+def _run(
+    store: TraceStore,
+    template: str,
+    *,
+    by: Sequence[str] = (),
+    bucket: str | None = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    order: str | None = None,
+    tail_params: Sequence[Any] = (),
+    fill: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    lo, hi = _utc(since), _utc(until)
+    dims = _dims(by, bucket)
+    where, where_params = _where(scope, lo, hi)
+    dims_order = ", ".join(f"{n} NULLS LAST" for n in dims.names)
+    order_sql = (order or "{dims_order}").replace("{dims_order}", dims_order or "1")
+    sql = template.format(
+        dims=dims.select,
+        dim_names="".join(n + ", " for n in dims.names),
+        partition=dims.partition,
+        traces=store.relation(lo, hi),
+        where=where,
+        order=order_sql,
+        **(fill or {}),
+    )
+    # dims appear once per SELECT level that names them: count their placeholders to order params
+    dim_params = dims.params * template.count("{dims}") if dims.params else []
+    frame = store.query(sql, [*dim_params, *where_params, *tail_params])
+    return frame.rename(dims.renames) if dims.renames else frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Public queries
+# ---------------------------------------------------------------------------------------------
+
+
+def spend(
+    store: TraceStore,
+    by: Sequence[str] = ("team",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    bucket: str | None = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Requests, tokens (input incl. cached, cached, output incl. reasoning, reasoning) and cost per group
+    (and per time ``bucket``). Unpriced calls are counted in ``unpriced_*``, never as $0."""
+    order = "bucket, cost_usd DESC NULLS LAST" if bucket else "cost_usd DESC NULLS LAST, requests DESC"
+    if by and not bucket:
+        order += ", {dims_order}"
+    return _run(store, SPEND_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope, order=order)
+
+
+def latency(
+    store: TraceStore,
+    by: Sequence[str] = ("model", "provider"),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    *,
+    exact: bool = True,
+) -> pl.DataFrame:
+    """p50/p95/p99 of duration, time to first token and time to first byte (ms) of ``ok`` calls.
+
+    ``exact=False`` uses DuckDB's approximate quantiles (t-digest): faster on very large ranges."""
+    quantile = "quantile_cont" if exact else "approx_quantile"
+    return _run(
+        store,
+        LATENCY_SQL,
+        by=by,
+        since=since,
+        until=until,
+        scope=scope,
+        fill={"quantile": quantile},
+        order=None,
+    )
+
+
+def errors(
+    store: TraceStore,
+    by: Sequence[str] = ("model",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Error and refusal rates, status classes, retries (attempt_count > 1), fallbacks, guardrail hits."""
+    return _run(store, ERRORS_SQL, by=by, since=since, until=until, scope=scope)
+
+
+def refusal_reasons(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Refusals per ``refusal_reason`` (and group), with their rate among all the group's requests."""
+    order = ("{dims_order}, " if by else "") + "refused DESC, refusal_reason"
+    frame = _run(store, REFUSAL_REASONS_SQL, by=by, since=since, until=until, scope=scope, order=order)
+    return frame
+
+
+def status_codes(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Requests per HTTP status sent to the client (NULL: none was sent)."""
+    order = ("{dims_order}, " if by else "") + "status_code NULLS LAST"
+    return _run(store, STATUS_CODES_SQL, by=by, since=since, until=until, scope=scope, order=order)
+
+
+def guardrails(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Guardrail findings per guardrail / stage / entity / action (one row per finding kind)."""
+    order = ("{dims_order}, " if by else "") + "findings DESC, guardrail, entity, action"
+    return _run(store, GUARDRAILS_SQL, by=by, since=since, until=until, scope=scope, order=order)
+
+
+SESSION_ORDERS = {
+    "cost": "cost_usd DESC NULLS LAST",
+    "calls": "calls DESC",
+    "duration": "wall_s DESC",
+    "errors": "errors DESC",
+    "tokens": "input_tokens DESC",
+}
+
+
+def top_sessions(
+    store: TraceStore,
+    limit: int = 20,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    *,
+    order_by: str = "cost",
+) -> pl.DataFrame:
+    """The ``limit`` sessions with the highest cost (or calls / duration / errors / tokens)."""
+    if order_by not in SESSION_ORDERS:
+        raise ValueError(f"order_by must be one of {tuple(SESSION_ORDERS)}, not {order_by!r}")
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    order = SESSION_ORDERS[order_by] + ", session_id"
+    return _run(
+        store, TOP_SESSIONS_SQL, since=since, until=until, scope=scope, order=order, tail_params=[int(limit)]
+    )
+
+
+def cache_hit_ratio(
+    store: TraceStore,
+    by: Sequence[str] = ("team",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    bucket: str | None = None,
+) -> pl.DataFrame:
+    """sum(cached input tokens) / sum(input tokens) over calls that reported usage."""
+    return _run(store, CACHE_HIT_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope)
+
+
+def session_cost(
+    store: TraceStore,
+    session_id: str,
+    scope: ViewerScope = ALL,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pl.DataFrame:
+    """Every call of one session in order: tokens, cost (and running total), latency, tool names."""
+    return _run(
+        store, SESSION_CALLS_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
+    )
+
+
+def turn_cost(
+    store: TraceStore,
+    session_id: str,
+    scope: ViewerScope = ALL,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> pl.DataFrame:
+    """One row per turn of a session, in order: calls, tokens, cost, model time, tool calls."""
+    return _run(
+        store, TURN_COST_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
+    )
+
+
+def distinct_values(
+    store: TraceStore, dimension: str, since: TimeArg = None, until: TimeArg = None, scope: ViewerScope = ALL
+) -> pl.DataFrame:
+    """The values of one whitelisted dimension (for filters and pickers) with their request counts."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}")
+    return _run(
+        store, DISTINCT_SQL, since=since, until=until, scope=scope, fill={"column": DIMENSIONS[dimension]}
+    )
+
+
+def budget_status(
+    store: TraceStore,
+    budgets: Sequence[Budget],
+    now: datetime | None = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Spend of each budget in its current period (up to ``now``), remaining amount, burn rate
+    (USD/hour since the period began) and the projected exhaustion time at that rate — NULL when the
+    budget is not on track to run out before the period ends; for an exhausted budget, the time
+    its running spend crossed the amount. Team budgets outside ``scope`` are left out."""
+    now = _utc(now) or datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for budget in budgets:
+        if budget.scope_kind == "team" and not _team_in_scope(budget, scope):
+            continue
+        start, end = period_bounds(budget.period, now)
+        if budget.scope_kind == "key":
+            target, target_params = "key_id = ?", [budget.name]
+        elif budget.org is not None:
+            target, target_params = "(org = ? AND team = ?)", [budget.org, budget.team]
+        else:
+            target, target_params = "team = ?", [budget.team]
+        upto = now + timedelta(microseconds=1)
+        where, where_params = _where(scope, start, upto)
+        traces = store.relation(start, upto)
+        spent_frame = store.query(
+            BUDGET_SPEND_SQL.format(traces=traces, where=where, target=target),
+            [*where_params, *target_params],
+        )
+        requests = int(spent_frame["requests"][0])
+        if requests == 0 and budget.scope_kind == "key" and not scope.unrestricted:
+            continue  # a restricted viewer sees key budgets only for keys with traffic in scope
+        spent = float(spent_frame["spent_usd"][0])
+        remaining = budget.amount_usd - spent
+        elapsed_h = max((now - start).total_seconds() / 3600.0, 1e-9)
+        burn = spent / elapsed_h
+        projected: datetime | None = None
+        status = "ok"
+        if remaining <= 0:
+            status = "exhausted"
+            crossed = store.query(
+                BUDGET_CROSSING_SQL.format(traces=traces, where=where, target=target),
+                [*where_params, *target_params, budget.amount_usd],
+            )
+            projected = crossed["crossed_at"][0]
+        elif burn > 0:
+            eta = now + timedelta(hours=remaining / burn)
+            if eta < end:
+                projected, status = eta, "at_risk"
+        rows.append(
+            {
+                "scope_kind": budget.scope_kind,
+                "name": budget.name,
+                "period": budget.period,
+                "period_start": start,
+                "period_end": end,
+                "amount_usd": float(budget.amount_usd),
+                "spent_usd": spent,
+                "remaining_usd": remaining,
+                "used_fraction": spent / budget.amount_usd,
+                "burn_usd_per_hour": burn,
+                "projected_exhaustion": projected,
+                "status": status,
+                "requests": requests,
+                "unpriced_requests": int(spent_frame["unpriced_requests"][0]),
+            }
+        )
+    return pl.DataFrame(rows, schema=BUDGET_STATUS_SCHEMA)
+
+
+BUDGET_STATUS_SCHEMA: dict[str, Any] = {
+    "scope_kind": pl.String,
+    "name": pl.String,
+    "period": pl.String,
+    "period_start": pl.Datetime("us", "UTC"),
+    "period_end": pl.Datetime("us", "UTC"),
+    "amount_usd": pl.Float64,
+    "spent_usd": pl.Float64,
+    "remaining_usd": pl.Float64,
+    "used_fraction": pl.Float64,
+    "burn_usd_per_hour": pl.Float64,
+    "projected_exhaustion": pl.Datetime("us", "UTC"),
+    "status": pl.String,
+    "requests": pl.Int64,
+    "unpriced_requests": pl.Int64,
+}
+
+
+def _team_in_scope(budget: Budget, scope: ViewerScope) -> bool:
+    if scope.developer is not None:
+        return scope.team is not None and scope.team == budget.team and scope.org in (None, budget.org)
+    if scope.team is not None and scope.team != budget.team:
+        return False
+    if scope.org is not None and budget.org is not None and scope.org != budget.org:
+        return False
+    return True
