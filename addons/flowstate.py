@@ -61,6 +61,9 @@ class FlowState:
     first_byte_at: datetime | None = None
     first_token_at: datetime | None = None
     tap: StreamTap | None = None
+    relayed: bool = False  # a streamed call sent to the provider through the in-process relay
+    upstream_status: int | None = None
+    response_headers: list[tuple[str, str]] | None = None
     traced: bool = False  # the trace row was handed to the sink (exactly once per flow)
 
     def decide(self, policy: str, decision: str, reason: str) -> None:

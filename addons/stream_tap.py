@@ -91,3 +91,24 @@ class StreamTap:
 
     def result(self) -> Reassembled:
         return self.reassembler.result()
+
+
+class BodyCollector:
+    """Collects a non-streamed body passing through the relay (decoded, bounded)."""
+
+    LIMIT = 32 * 1024 * 1024
+
+    def __init__(self, content_encoding: str) -> None:
+        self.decoder = _Decoder(content_encoding)
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if chunk and self._size < self.LIMIT:
+            data = self.decoder.decode(chunk)
+            self._parts.append(data)
+            self._size += len(data)
+        return chunk
+
+    def body(self) -> bytes:
+        return b"".join(self._parts)

@@ -111,7 +111,7 @@ def build_row(
         "request_headers": headers_json(flow.request.headers.items(multi=True)),
         "request_body": scrub(state.body_text) if keep else None,
         "request_bytes": len(state.body_text.encode()) if state.body_text else 0,
-        "response_headers": headers_json(flow.response.headers.items(multi=True)) if flow.response else None,
+        "response_headers": headers_json(state.response_headers) if state.response_headers is not None else None,
         "response_body": scrub(response_body) if keep else None,
         "response_text": scrub(result.text) if (keep and result) else None,
         "response_reasoning": scrub(result.reasoning) if (keep and result) else None,

@@ -1,10 +1,12 @@
 """Records every gateway call as exactly one trace row, however it ends.
 
 - refused by the gateway (401/403/503…): a row with the decision and no upstream attempt;
-- streamed: the tap reassembles the SSE on the side and the row is written the moment the
-  terminal event passes, before the client sees it (Codex hangs up right after
-  ``response.completed``, which mitmproxy reports as an ``error``, not a ``response``);
-- ended normally, upstream failed, or client left early: written from ``response``/``error``.
+- streamed: the call goes to the provider through the in-process relay (``stream_relay``),
+  whose tap reassembles the SSE on the side and writes the row the moment the terminal event
+  passes, before the client sees it. Codex hangs up right after ``response.completed``; a
+  client that leaves earlier does not stop the relay from reading the rest of the stream,
+  so the row still gets the provider's usage (``client_aborted``);
+- not streamed: written from mitmproxy's ``response``/``error`` hook.
 
 Rows go to the durable spool of ``TraceSink`` (an ``os.write`` on the event loop, fsync and
 Parquet conversion in its thread). If the spool cannot be written the gateway keeps serving
@@ -21,10 +23,11 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from addons.errors import error_response
+from addons.errors import error_body, error_response
 from addons.flowstate import FlowState, get_state
 from addons.reassembly import Reassembled, from_json_body
-from addons.stream_tap import StreamTap
+from addons.stream_relay import RelayJob, StreamRelay
+from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import build_row
 from addons.trace_sink import SinkError, TraceSink
 
@@ -36,6 +39,7 @@ _CLIENT_GONE = ("client disconnected", "connection closed by client", "client cl
 class Tracing:
     def __init__(self) -> None:
         self.sink: TraceSink | None = None
+        self.relay = StreamRelay()
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option("codexgate_traces", str, "codexgate-data/traces", "Directory of the Parquet trace files.")
@@ -46,6 +50,12 @@ class Tracing:
             "When traces cannot be written: 'open' keeps serving (and logs loudly), 'closed' refuses calls with 503.",
         )
         loader.add_option("codexgate_flush_seconds", float, 5.0, "Seconds between flushes of the trace spool to Parquet.")
+        loader.add_option(
+            "codexgate_drain_seconds",
+            float,
+            120.0,
+            "How long to keep reading a provider's stream after the client left, to record its usage.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in ("open", "closed"):
@@ -63,6 +73,9 @@ class Tracing:
             except OSError as exc:
                 raise exceptions.OptionsError(f"codexgate_traces: cannot use {path}: {exc.strerror or exc}") from exc
 
+    async def running(self) -> None:
+        await self.relay.start()
+
     def done(self) -> None:
         if self.sink is not None:
             self.sink.close()  # no logging here: mitmproxy's logging is already shut down
@@ -71,39 +84,34 @@ class Tracing:
     def _sink_error(message: str) -> None:
         log.error("codexgate: TRACES ARE NOT BEING WRITTEN: %s", message)
 
-    # ---------------------------------------------------------------- hooks
+    # ---------------------------------------------------------------- mitmproxy hooks
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or flow.response is not None or self.sink is None:
             return
         if ctx.options.codexgate_trace_failure == "closed" and not self.sink.healthy:
-            state.refuse(503, "trace_sink_unavailable", "codexgate cannot record traces right now; try again later.", "tracing")
-            flow.response = error_response(state.shape.family, 503, "trace_sink_unavailable", state.refusal.message)  # type: ignore[union-attr]
+            msg = "codexgate cannot record traces right now; try again later."
+            state.refuse(503, "trace_sink_unavailable", msg, "tracing")
+            flow.response = error_response(state.shape.family, 503, "trace_sink_unavailable", msg)
+            return
+        if state.provider is not None and state.stream_requested and self.relay.running:
+            self._send_through_relay(flow, state)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or state.refusal is not None or flow.response is None:
             return
-        now = datetime.now(UTC)
-        state.first_byte_at = now
-        if state.attempts:
-            attempt = state.attempts[-1]
-            attempt["status_code"] = flow.response.status_code
-            if state.upstream_sent_mono is not None:
-                attempt["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
-        ctype = flow.response.headers.get("content-type", "")
-        if "text/event-stream" in ctype:
-            state.tap = StreamTap(
-                state.shape.api,
-                flow.response.headers.get("content-encoding", ""),
-                on_first_token=lambda t: _first_token(state, t),
-                on_terminal=lambda: self._finish_stream(flow, state, None),
-            )
+        if state.relayed:
+            flow.response.stream = True  # the relay already taps it; pass bytes straight on
+            return
+        self._upstream_headers(state, flow.response.status_code, list(flow.response.headers.items(multi=True)))
+        if "text/event-stream" in flow.response.headers.get("content-type", ""):
+            state.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
             flow.response.stream = state.tap
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.traced:
+        if state is None or state.traced or state.relayed:
             return
         resp = flow.response
         assert resp is not None
@@ -111,24 +119,15 @@ class Tracing:
             self._finish_stream(flow, state, None)
             return
         if state.refusal is not None:
+            state.upstream_status = resp.status_code
+            state.response_headers = list(resp.headers.items(multi=True))
             self._write(flow, state, None, outcome="refused", status_code=resp.status_code)
             return
-        result = self._json_result(state, resp)
-        ok = resp.status_code < 400 and not result.failed
-        if state.attempts and not ok:
-            state.attempts[-1]["error"] = result.error_type or f"HTTP {resp.status_code}"
-        self._write(
-            flow,
-            state,
-            result,
-            outcome="ok" if ok else "upstream_error",
-            status_code=resp.status_code,
-            response_bytes=len(resp.raw_content or b""),
-        )
+        self._finish_json(flow, state, resp.get_content(strict=False) or b"", resp.status_code)
 
     def error(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.traced:
+        if state is None or state.traced or state.relayed:
             return
         msg = flow.error.msg if flow.error else "unknown error"
         client_gone = any(s in msg.lower() for s in _CLIENT_GONE)
@@ -148,26 +147,95 @@ class Tracing:
             error_message=msg,
         )
 
+    # ---------------------------------------------------------------- relay (streamed calls)
+    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        req = flow.request
+        tap_holder: list[StreamTap | BodyCollector] = []
+
+        def on_headers(status: int, headers: list[tuple[str, str]]) -> StreamTap | BodyCollector:
+            self._upstream_headers(state, status, headers)
+            hdrs = {k.lower(): v for k, v in headers}
+            if "text/event-stream" in hdrs.get("content-type", ""):
+                state.tap = self._make_tap(flow, state, hdrs.get("content-encoding", ""))
+                tap_holder.append(state.tap)
+            else:
+                tap_holder.append(BodyCollector(hdrs.get("content-encoding", "")))
+            return tap_holder[0]
+
+        def on_end(error: str | None, client_gone: bool) -> None:
+            if state.traced:
+                return
+            if state.tap is not None:
+                self._finish_stream(flow, state, error, client_gone=client_gone)
+            elif tap_holder and isinstance(tap_holder[0], BodyCollector):
+                self._finish_json(flow, state, tap_holder[0].body(), state.upstream_status or 502, client_gone=client_gone)
+            else:  # never reached the provider
+                self._write(
+                    flow,
+                    state,
+                    None,
+                    outcome="upstream_error",
+                    status_code=502,
+                    error_type="upstream_connection_error",
+                    error_message=error,
+                )
+
+        def on_connect_error(error: str) -> tuple[int, bytes, dict[str, str]]:
+            if state.attempts:
+                state.attempts[-1]["error"] = error
+                if state.upstream_sent_mono is not None:
+                    state.attempts[-1]["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
+            name = state.provider.name if state.provider else "?"
+            msg = f"codexgate could not reach provider '{name}': {error}"
+            return 502, error_body(state.shape.family, 502, "upstream_unreachable", msg), {"content-type": "application/json"}
+
+        job = RelayJob(
+            url=req.url,
+            method=req.method,
+            headers=list(req.headers.items(multi=True)),
+            body=req.raw_content or b"",
+            on_headers=on_headers,
+            on_end=on_end,
+            on_connect_error=on_connect_error,
+            drain_seconds=ctx.options.codexgate_drain_seconds,
+        )
+        req.url = self.relay.submit(state.trace_id, job)
+        state.relayed = True
+
     # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _upstream_headers(state: FlowState, status: int, headers: list[tuple[str, str]]) -> None:
+        state.first_byte_at = datetime.now(UTC)
+        state.upstream_status = status
+        state.response_headers = headers
+        if state.attempts:
+            attempt = state.attempts[-1]
+            attempt["status_code"] = status
+            if state.upstream_sent_mono is not None:
+                attempt["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
+
+    def _make_tap(self, flow: http.HTTPFlow, state: FlowState, encoding: str) -> StreamTap:
+        return StreamTap(
+            state.shape.api,
+            encoding,
+            on_first_token=lambda t: _first_token(state, t),
+            on_terminal=lambda: self._finish_stream(flow, state, None),
+        )
+
     def _finish_stream(self, flow: http.HTTPFlow, state: FlowState, error: str | None, client_gone: bool = False) -> None:
         if state.traced or state.tap is None:
             return
         tap = state.tap
         result = tap.result()
-        status = flow.response.status_code if flow.response else None
         if result.terminal and not result.failed:
-            outcome, aborted = "ok", False  # complete, even if the client hung up right after
+            outcome = "ok"  # complete (a client hanging up after the end changes nothing)
         elif result.failed:
-            outcome, aborted = "upstream_error", False
-        elif client_gone:
-            outcome, aborted = "client_aborted", True
+            outcome = "upstream_error"
+        elif client_gone and error is None:
+            outcome = "client_aborted"
         else:
-            outcome, aborted = "incomplete", False  # upstream closed or broke before the end
-        err_type = None
-        if outcome == "client_aborted":
-            err_type = "client_disconnected"
-        elif outcome == "incomplete":
-            err_type = "stream_incomplete"
+            outcome = "incomplete"  # upstream closed or broke before the end
+        err_type = {"client_aborted": "client_disconnected", "incomplete": "stream_incomplete"}.get(outcome)
         if state.attempts and outcome in ("upstream_error", "incomplete"):
             state.attempts[-1]["error"] = result.error_type or error or "stream ended before completion"
         self._write(
@@ -175,22 +243,34 @@ class Tracing:
             state,
             result,
             outcome=outcome,
-            status_code=status,
-            client_aborted=aborted,
+            status_code=state.upstream_status,
+            client_aborted=client_gone and not tap.terminal_fired,
             error_type=err_type,
             error_message=error if outcome != "ok" else None,
             streaming=True,
             response_bytes=tap.bytes_seen,
         )
 
-    @staticmethod
-    def _json_result(state: FlowState, resp: http.Response) -> Reassembled:
+    def _finish_json(
+        self, flow: http.HTTPFlow, state: FlowState, content: bytes, status: int, client_gone: bool = False
+    ) -> None:
         try:
-            content = resp.get_content(strict=False) or b""
             body = json.loads(content) if content else None
         except ValueError:
             body = None
-        return from_json_body(state.shape.api, body if isinstance(body, dict) else None)
+        result: Reassembled = from_json_body(state.shape.api, body if isinstance(body, dict) else None)
+        ok = status < 400 and not result.failed
+        if state.attempts and not ok:
+            state.attempts[-1]["error"] = result.error_type or f"HTTP {status}"
+        self._write(
+            flow,
+            state,
+            result,
+            outcome="ok" if ok else "upstream_error",
+            status_code=status,
+            client_aborted=client_gone,
+            response_bytes=len(content),
+        )
 
     def _write(self, flow: http.HTTPFlow, state: FlowState, result: Reassembled | None, **fields: object) -> None:
         state.traced = True
