@@ -1053,8 +1053,9 @@ _FAST_BATCH_SESSIONS = 25_000
 
 
 def _default_start(days: int) -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=days - 1)
+    """``days`` before now (to the hour), so generated traffic ends about now, never in the future."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return hour - timedelta(days=days)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -1148,8 +1149,8 @@ def write_dataset(
 ) -> int:
     """Write ``n_calls`` synthetic traces as ``traces_dir/date=YYYY-MM-DD/*.parquet`` (zstd).
 
-    Rows are sorted by ``start_time`` within each file. ``start`` defaults to midnight UTC
-    ``days - 1`` days ago, so the data ends today. Returns the number of rows written.
+    Rows are sorted by ``start_time`` within each file. ``start`` defaults to ``days`` days before
+    the current hour, so the data ends about now. Returns the number of rows written.
     """
     traces_dir = Path(traces_dir)
     traces_dir.mkdir(parents=True, exist_ok=True)
@@ -1213,7 +1214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bodies", action="store_true", help="metadata columns only (fast, vectorised)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--start", help="first day, YYYY-MM-DD (default: days-1 days ago)")
+    parser.add_argument("--start", help="start of the window, YYYY-MM-DD (default: DAYS days before now)")
     parser.add_argument("--rows-per-file", type=int, default=500_000)
     args = parser.parse_args(argv)
     if args.calls < 1:
