@@ -25,7 +25,13 @@ class ApiShape:
 
     @property
     def is_model_call(self) -> bool:
-        return self.api in ("responses", "chat_completions", "anthropic_messages", "completions", "embeddings")
+        return self.api in (
+            "responses",
+            "chat_completions",
+            "anthropic_messages",
+            "completions",
+            "embeddings",
+        )
 
 
 def classify(path: str, headers_anthropic: bool = False) -> ApiShape:

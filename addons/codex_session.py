@@ -52,7 +52,8 @@ def from_request(req: http.Request, body: dict[str, Any] | None) -> CodexContext
         thread_id=thread,
         turn_id=meta.get("turn_id") if isinstance(meta.get("turn_id"), str) else None,
         request_kind=meta.get("request_kind") if isinstance(meta.get("request_kind"), str) else None,
-        window_id=h.get("x-codex-window-id") or (meta.get("window_id") if isinstance(meta.get("window_id"), str) else None),
+        window_id=h.get("x-codex-window-id")
+        or (meta.get("window_id") if isinstance(meta.get("window_id"), str) else None),
         client_request_id=h.get("x-client-request-id"),
         prompt_cache_key=cache_key if isinstance(cache_key, str) else None,
         originator=h.get("originator"),

@@ -69,7 +69,10 @@ class Identity:
             "File holding the vault's encryption key (default: the CODEXGATE_VAULT_KEY environment variable).",
         )
         loader.add_option(
-            "codexgate_vault_poll", float, 0.2, "Seconds between checks of the vault file for changes (hot reload)."
+            "codexgate_vault_poll",
+            float,
+            0.2,
+            "Seconds between checks of the vault file for changes (hot reload).",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -81,7 +84,11 @@ class Identity:
             )
         if ctx.options.codexgate_vault_poll <= 0:
             raise exceptions.OptionsError("codexgate_vault_poll must be a positive number of seconds.")
-        key_file = Path(ctx.options.codexgate_vault_key_file).expanduser() if ctx.options.codexgate_vault_key_file else None
+        key_file = (
+            Path(ctx.options.codexgate_vault_key_file).expanduser()
+            if ctx.options.codexgate_vault_key_file
+            else None
+        )
         self.holder.configure(Path(ctx.options.codexgate_vault).expanduser(), key_file)
 
     def running(self) -> None:
@@ -104,7 +111,9 @@ class Identity:
         key = self._take_key(flow, state)
         vault = self.holder.vault
         if vault is None:
-            self._refuse(flow, state, 503, "vault_unavailable", f"codexgate cannot serve requests: {self.holder.error}")
+            self._refuse(
+                flow, state, 503, "vault_unavailable", f"codexgate cannot serve requests: {self.holder.error}"
+            )
             return
         if not key:
             where = (
@@ -112,7 +121,9 @@ class Identity:
                 if state.mode == "forward"
                 else "as 'Authorization: Bearer <key>'"
             )
-            self._refuse(flow, state, 401, "missing_api_key", f"No codexgate key: send your gateway key {where}.")
+            self._refuse(
+                flow, state, 401, "missing_api_key", f"No codexgate key: send your gateway key {where}."
+            )
             return
         try:
             entry = vault.authenticate(key, datetime.now(UTC))

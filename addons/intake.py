@@ -99,7 +99,10 @@ class Intake:
         if req.headers.get("upgrade", "").lower() == "websocket":
             # Codex's built-in provider tries a WebSocket first; 426 makes it use HTTP right away.
             flow.response = error_response(
-                shape.family, 426, "websocket_not_supported", "codexgate serves this API over HTTP; use HTTP streaming."
+                shape.family,
+                426,
+                "websocket_not_supported",
+                "codexgate serves this API over HTTP; use HTTP streaming.",
             )
             flow.metadata.pop(STATE_KEY)
             return

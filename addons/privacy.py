@@ -13,7 +13,10 @@ FULL, METRICS_ONLY, REDACTED = "full", "metrics_only", "redacted"
 MODES = (FULL, METRICS_ONLY, REDACTED)
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("PRIVATE_KEY", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----")),
+    (
+        "PRIVATE_KEY",
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    ),
     ("API_KEY", re.compile(r"\b(?:sk|rk|pk)-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}")),
     ("GATEWAY_KEY", re.compile(r"\bcgk_[0-9a-f]{12}_[A-Za-z0-9_\-]{20,}")),
     ("AWS_ACCESS_KEY", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),

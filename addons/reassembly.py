@@ -85,10 +85,22 @@ def summarise_responses_output(output: list[Any], r: Reassembled) -> None:
                     reasoning.append(part.get("text") or "")
         elif kind == "function_call":
             calls.append(
-                {"call_id": item.get("call_id"), "name": item.get("name"), "type": kind, "arguments": item.get("arguments")}
+                {
+                    "call_id": item.get("call_id"),
+                    "name": item.get("name"),
+                    "type": kind,
+                    "arguments": item.get("arguments"),
+                }
             )
         elif kind == "custom_tool_call":
-            calls.append({"call_id": item.get("call_id"), "name": item.get("name"), "type": kind, "arguments": item.get("input")})
+            calls.append(
+                {
+                    "call_id": item.get("call_id"),
+                    "name": item.get("name"),
+                    "type": kind,
+                    "arguments": item.get("input"),
+                }
+            )
         elif kind == "local_shell_call":
             calls.append(
                 {
@@ -121,7 +133,11 @@ class ResponsesReassembler:
             return False
         kind = obj.get("type") or ev.event
         first = False
-        if kind in ("response.output_text.delta", "response.reasoning_summary_text.delta", "response.function_call_arguments.delta"):
+        if kind in (
+            "response.output_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.function_call_arguments.delta",
+        ):
             if not self.first_token:
                 self.first_token = first = True
             if kind == "response.output_text.delta":
@@ -168,7 +184,12 @@ class ResponsesReassembler:
         else:
             items = [self._items[k] for k in sorted(self._items)]
             if r.response is None:
-                r.response = {"id": r.response_id, "model": r.response_model, "status": "incomplete", "output": items}
+                r.response = {
+                    "id": r.response_id,
+                    "model": r.response_model,
+                    "status": "incomplete",
+                    "output": items,
+                }
             elif not r.response.get("output"):
                 r.response = {**r.response, "output": items}
             summarise_responses_output(items, r)
@@ -228,7 +249,9 @@ class ChatReassembler:
             for tc in delta.get("tool_calls") or []:
                 if not self.first_token:
                     self.first_token = first = True
-                slot = self._calls.setdefault(int(tc.get("index", 0)), {"id": None, "name": "", "arguments": ""})
+                slot = self._calls.setdefault(
+                    int(tc.get("index", 0)), {"id": None, "name": "", "arguments": ""}
+                )
                 slot["id"] = tc.get("id") or slot["id"]
                 fn = tc.get("function") or {}
                 slot["name"] += fn.get("name") or ""
@@ -241,12 +264,20 @@ class ChatReassembler:
         r = self.r
         r.text = "".join(self._text)
         calls = [self._calls[k] for k in sorted(self._calls)]
-        r.tool_calls = [{"call_id": c["id"], "name": c["name"], "type": "function", "arguments": c["arguments"]} for c in calls]
+        r.tool_calls = [
+            {"call_id": c["id"], "name": c["name"], "type": "function", "arguments": c["arguments"]}
+            for c in calls
+        ]
         r.finish_reasons = [self._finish] if self._finish else []
         message: dict[str, Any] = {"role": "assistant", "content": r.text or None}
         if calls:
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in calls
             ]
         r.response = {
             "id": r.response_id,
@@ -344,9 +375,16 @@ class AnthropicReassembler:
 
 def summarise_anthropic_content(content: list[Any], r: Reassembled) -> None:
     r.text = "".join(b.get("text") or "" for b in content if isinstance(b, dict) and b.get("type") == "text")
-    r.reasoning = "".join(b.get("thinking") or "" for b in content if isinstance(b, dict) and b.get("type") == "thinking")
+    r.reasoning = "".join(
+        b.get("thinking") or "" for b in content if isinstance(b, dict) and b.get("type") == "thinking"
+    )
     r.tool_calls = [
-        {"call_id": b.get("id"), "name": b.get("name"), "type": "tool_use", "arguments": json.dumps(b.get("input"))}
+        {
+            "call_id": b.get("id"),
+            "name": b.get("name"),
+            "type": "tool_use",
+            "arguments": json.dumps(b.get("input")),
+        }
         for b in content
         if isinstance(b, dict) and b.get("type") == "tool_use"
     ]

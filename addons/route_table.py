@@ -33,13 +33,17 @@ def compatible(api: str, provider: ProviderCredential) -> bool:
     return provider.kind in _COMPATIBLE.get(api, ())
 
 
-def choose(vault: Vault, api: str, model: str | None, *, requested: str | None, host_provider: str | None) -> RouteChoice:
+def choose(
+    vault: Vault, api: str, model: str | None, *, requested: str | None, host_provider: str | None
+) -> RouteChoice:
     if requested:
         p = vault.providers.get(requested)
         if p is None:
             return RouteChoice(None, f"header:{requested}", f"unknown route '{requested}'")
         if not compatible(api, p):
-            return RouteChoice(None, f"header:{requested}", f"provider '{requested}' ({p.kind}) cannot serve the {api} API")
+            return RouteChoice(
+                None, f"header:{requested}", f"provider '{requested}' ({p.kind}) cannot serve the {api} API"
+            )
         return RouteChoice(p, f"header:{requested}")
     for i, rule in enumerate(vault.routes):
         if rule.api not in ("*", api):

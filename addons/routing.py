@@ -33,7 +33,10 @@ class Routing:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "codexgate_unknown_hosts" in updated and ctx.options.codexgate_unknown_hosts not in ("passthrough", "refuse"):
+        if "codexgate_unknown_hosts" in updated and ctx.options.codexgate_unknown_hosts not in (
+            "passthrough",
+            "refuse",
+        ):
             raise exceptions.OptionsError(
                 f"codexgate_unknown_hosts must be 'passthrough' or 'refuse', not '{ctx.options.codexgate_unknown_hosts}'."
             )

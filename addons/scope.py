@@ -35,14 +35,22 @@ class Scope:
         model = state.request_model
         if model is not None and not allowed(model, key.models):
             self._refuse(
-                flow, state, 403, "model_not_allowed", f"Key {key.key_id} may not use model '{model}' (allowed: {', '.join(key.models)})."
+                flow,
+                state,
+                403,
+                "model_not_allowed",
+                f"Key {key.key_id} may not use model '{model}' (allowed: {', '.join(key.models)}).",
             )
             return
         requested = flow.request.headers.get(route_table.ROUTE_HEADER)
         if requested is not None:
             del flow.request.headers[route_table.ROUTE_HEADER]
-        host_provider = self.hosts.provider_for_host(flow.request.pretty_host) if state.mode == "forward" else None
-        choice = route_table.choose(vault, state.shape.api, model, requested=requested, host_provider=host_provider)
+        host_provider = (
+            self.hosts.provider_for_host(flow.request.pretty_host) if state.mode == "forward" else None
+        )
+        choice = route_table.choose(
+            vault, state.shape.api, model, requested=requested, host_provider=host_provider
+        )
         if choice.provider is None:
             self._refuse(flow, state, 400 if requested else 503, "no_route", f"codexgate: {choice.problem}.")
             return
@@ -62,4 +70,3 @@ class Scope:
     def _refuse(flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:
         state.refuse(status, code, message, "scope")
         flow.response = error_response(state.shape.family, status, code, message)
-

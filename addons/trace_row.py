@@ -111,7 +111,9 @@ def build_row(
         "request_headers": headers_json(flow.request.headers.items(multi=True)),
         "request_body": scrub(state.body_text) if keep else None,
         "request_bytes": len(state.body_text.encode()) if state.body_text else 0,
-        "response_headers": headers_json(state.response_headers) if state.response_headers is not None else None,
+        "response_headers": headers_json(state.response_headers)
+        if state.response_headers is not None
+        else None,
         "response_body": scrub(response_body) if keep else None,
         "response_text": scrub(result.text) if (keep and result) else None,
         "response_reasoning": scrub(result.reasoning) if (keep and result) else None,
@@ -152,7 +154,8 @@ def build_row(
         "call_index": state.delta.call_index if state.delta else None,
         "input_item_count": state.delta.item_count if state.delta else None,
         "new_input_start": state.delta.new_start if state.delta else None,
-        "new_input_items": scrub(json.dumps(state.new_items)) if (keep and state.new_items is not None) else None,
+        "new_input_items": scrub(json.dumps(state.new_items))
+        if (keep and state.new_items is not None)
+        else None,
         "instructions_hash": state.instructions_hash,
     }
-

@@ -42,14 +42,18 @@ class Tracing:
         self.relay = StreamRelay()
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
-        loader.add_option("codexgate_traces", str, "codexgate-data/traces", "Directory of the Parquet trace files.")
+        loader.add_option(
+            "codexgate_traces", str, "codexgate-data/traces", "Directory of the Parquet trace files."
+        )
         loader.add_option(
             "codexgate_trace_failure",
             str,
             "open",
             "When traces cannot be written: 'open' keeps serving (and logs loudly), 'closed' refuses calls with 503.",
         )
-        loader.add_option("codexgate_flush_seconds", float, 5.0, "Seconds between flushes of the trace spool to Parquet.")
+        loader.add_option(
+            "codexgate_flush_seconds", float, 5.0, "Seconds between flushes of the trace spool to Parquet."
+        )
         loader.add_option(
             "codexgate_drain_seconds",
             float,
@@ -58,7 +62,10 @@ class Tracing:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in ("open", "closed"):
+        if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in (
+            "open",
+            "closed",
+        ):
             raise exceptions.OptionsError("codexgate_trace_failure must be 'open' or 'closed'.")
         if {"codexgate_traces", "codexgate_flush_seconds"} & updated:
             if ctx.options.codexgate_flush_seconds <= 0:
@@ -68,10 +75,14 @@ class Tracing:
             path = Path(ctx.options.codexgate_traces).expanduser()
             try:
                 path.mkdir(parents=True, exist_ok=True)
-                self.sink = TraceSink(path, flush_interval_s=ctx.options.codexgate_flush_seconds, on_error=self._sink_error)
+                self.sink = TraceSink(
+                    path, flush_interval_s=ctx.options.codexgate_flush_seconds, on_error=self._sink_error
+                )
                 self.sink.start()
             except OSError as exc:
-                raise exceptions.OptionsError(f"codexgate_traces: cannot use {path}: {exc.strerror or exc}") from exc
+                raise exceptions.OptionsError(
+                    f"codexgate_traces: cannot use {path}: {exc.strerror or exc}"
+                ) from exc
 
     async def running(self) -> None:
         await self.relay.start()
@@ -104,7 +115,9 @@ class Tracing:
         if state.relayed:
             flow.response.stream = True  # the relay already taps it; pass bytes straight on
             return
-        self._upstream_headers(state, flow.response.status_code, list(flow.response.headers.items(multi=True)))
+        self._upstream_headers(
+            state, flow.response.status_code, list(flow.response.headers.items(multi=True))
+        )
         if "text/event-stream" in flow.response.headers.get("content-type", ""):
             state.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
             flow.response.stream = state.tap
@@ -168,7 +181,9 @@ class Tracing:
             if state.tap is not None:
                 self._finish_stream(flow, state, error, client_gone=client_gone)
             elif tap_holder and isinstance(tap_holder[0], BodyCollector):
-                self._finish_json(flow, state, tap_holder[0].body(), state.upstream_status or 502, client_gone=client_gone)
+                self._finish_json(
+                    flow, state, tap_holder[0].body(), state.upstream_status or 502, client_gone=client_gone
+                )
             else:  # never reached the provider
                 self._write(
                     flow,
@@ -187,7 +202,11 @@ class Tracing:
                     state.attempts[-1]["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
             name = state.provider.name if state.provider else "?"
             msg = f"codexgate could not reach provider '{name}': {error}"
-            return 502, error_body(state.shape.family, 502, "upstream_unreachable", msg), {"content-type": "application/json"}
+            return (
+                502,
+                error_body(state.shape.family, 502, "upstream_unreachable", msg),
+                {"content-type": "application/json"},
+            )
 
         job = RelayJob(
             url=req.url,
@@ -222,7 +241,9 @@ class Tracing:
             on_terminal=lambda: self._finish_stream(flow, state, None),
         )
 
-    def _finish_stream(self, flow: http.HTTPFlow, state: FlowState, error: str | None, client_gone: bool = False) -> None:
+    def _finish_stream(
+        self, flow: http.HTTPFlow, state: FlowState, error: str | None, client_gone: bool = False
+    ) -> None:
         if state.traced or state.tap is None:
             return
         tap = state.tap
@@ -272,7 +293,9 @@ class Tracing:
             response_bytes=len(content),
         )
 
-    def _write(self, flow: http.HTTPFlow, state: FlowState, result: Reassembled | None, **fields: object) -> None:
+    def _write(
+        self, flow: http.HTTPFlow, state: FlowState, result: Reassembled | None, **fields: object
+    ) -> None:
         state.traced = True
         if self.sink is None:
             return

@@ -11,7 +11,9 @@ from addons.api_shape import ApiShape
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-def upstream_url(provider: ProviderCredential, shape: ApiShape, model: str | None, query: list[tuple[str, str]]) -> str:
+def upstream_url(
+    provider: ProviderCredential, shape: ApiShape, model: str | None, query: list[tuple[str, str]]
+) -> str:
     """``provider.base_url`` is the API root including its version (``…/v1``); an Anthropic
     base without ``/v1`` gets it appended. Azure with ``api_version`` uses deployment URLs for
     Chat Completions."""

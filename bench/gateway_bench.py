@@ -85,7 +85,15 @@ def main() -> None:
         env = {**os.environ, "SIM_OPENAI_KEY": openai_key, "SIM_ANTHROPIC_KEY": anthropic_key}
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "codexgate.simprovider", "--host", "127.0.0.1", "--port", str(sim_port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "codexgate.simprovider",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(sim_port),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 cwd=ROOT,
@@ -95,10 +103,25 @@ def main() -> None:
         sim_url = f"http://127.0.0.1:{sim_port}"
         demo = create_demo_vault(tmp, sim_url, openai_key, anthropic_key)
         noop_port, gw_port = free_port(), free_port()
-        common = ["-q", "--listen-host", "127.0.0.1", "--set", "connection_strategy=lazy", "--set", f"confdir={tmp}/conf"]
+        common = [
+            "-q",
+            "--listen-host",
+            "127.0.0.1",
+            "--set",
+            "connection_strategy=lazy",
+            "--set",
+            f"confdir={tmp}/conf",
+        ]
         procs.append(
             subprocess.Popen(
-                [MITMDUMP, *common, "-s", str(ROOT / "bench" / "noop_addon.py"), "--mode", f"reverse:{sim_url}@{noop_port}"]
+                [
+                    MITMDUMP,
+                    *common,
+                    "-s",
+                    str(ROOT / "bench" / "noop_addon.py"),
+                    "--mode",
+                    f"reverse:{sim_url}@{noop_port}",
+                ]
             )
         )
         procs.append(
@@ -123,8 +146,14 @@ def main() -> None:
         wait_port(gw_port)
         targets = {
             "direct": (f"{sim_url}/v1/responses", {"authorization": f"Bearer {openai_key}"}),
-            "mitmdump no-op": (f"http://127.0.0.1:{noop_port}/v1/responses", {"authorization": f"Bearer {openai_key}"}),
-            "gateway": (f"http://127.0.0.1:{gw_port}/v1/responses", {"authorization": f"Bearer {demo.developer_key}"}),
+            "mitmdump no-op": (
+                f"http://127.0.0.1:{noop_port}/v1/responses",
+                {"authorization": f"Bearer {openai_key}"},
+            ),
+            "gateway": (
+                f"http://127.0.0.1:{gw_port}/v1/responses",
+                {"authorization": f"Bearer {demo.developer_key}"},
+            ),
         }
         for url, headers in targets.values():  # warm-up
             asyncio.run(run_batch(url, headers, 50, 4, False))
@@ -143,7 +172,9 @@ def main() -> None:
         for stream in (False, True):
             what = "SSE time to first byte" if stream else "request latency (non-streaming)"
             print(f"\n== {what} ==")
-            print(f"{'conc':>4}  {'target':<15} {'p50 ms':>8} {'p99 ms':>8} {'p50 added':>10} {'p99 added':>10}")
+            print(
+                f"{'conc':>4}  {'target':<15} {'p50 ms':>8} {'p99 ms':>8} {'p50 added':>10} {'p99 added':>10}"
+            )
             for conc in (1, 16):
                 d50, d99 = med("direct", conc, stream, 0), med("direct", conc, stream, 1)
                 added = {}
@@ -153,7 +184,9 @@ def main() -> None:
                     print(f"{conc:>4}  {name:<15} {p50:8.2f} {p99:8.2f} {p50 - d50:10.2f} {p99 - d99:10.2f}")
                 n50, g50 = added["mitmdump no-op"][0], added["gateway"][0]
                 ratio = g50 / n50 if n50 > 0 else float("nan")
-                print(f"      gateway/no-op added latency (p50): {ratio:.2f}x   gateway added over direct (p50): {g50:.2f} ms")
+                print(
+                    f"      gateway/no-op added latency (p50): {ratio:.2f}x   gateway added over direct (p50): {g50:.2f} ms"
+                )
     finally:
         for p in procs:
             p.terminate()

@@ -29,14 +29,18 @@ DASHBOARD_APP = ROOT / "dashboard" / "app.py"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the gateway on embedded defaults (simulated provider, demo key, dashboard)")
+    p = sub.add_parser(
+        "demo", help="run the gateway on embedded defaults (simulated provider, demo key, dashboard)"
+    )
     p.add_argument("--data", default="codexgate-data", help="directory for the demo vault, keys and traces")
     p.add_argument("--port", type=int, default=8080, help="gateway, base-URL mode")
     p.add_argument("--proxy-port", type=int, default=8081, help="gateway, forward-proxy mode")
     p.add_argument("--sim-port", type=int, default=8090, help="simulated provider")
     p.add_argument("--dashboard-port", type=int, default=8501)
     p.add_argument("--no-dashboard", action="store_true")
-    p.add_argument("--check", action="store_true", help="start, send the sample session, verify its traces, stop")
+    p.add_argument(
+        "--check", action="store_true", help="start, send the sample session, verify its traces, stop"
+    )
     p.set_defaults(func=run)
 
 
@@ -91,7 +95,11 @@ def sample_session(gateway_url: str, key: str) -> str:
     """A small agent loop like Codex's: the model asks for tool runs, we answer with outputs."""
     session = str(uuid.uuid4())
     items: list[dict] = [
-        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are a coding agent."}]},
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "You are a coding agent."}],
+        },
         {
             "type": "message",
             "role": "user",
@@ -112,7 +120,9 @@ def sample_session(gateway_url: str, key: str) -> str:
             break
         for c in calls:
             out_type = "function_call_output" if c["type"] == "function_call" else "custom_tool_call_output"
-            items.append({"type": out_type, "call_id": c["call_id"], "output": f"(demo output of call {turn_call})"})
+            items.append(
+                {"type": out_type, "call_id": c["call_id"], "output": f"(demo output of call {turn_call})"}
+            )
     return session
 
 
@@ -137,7 +147,15 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
     try:
         sim = subprocess.Popen(
-            [sys.executable, "-m", "codexgate.simprovider", "--host", "127.0.0.1", "--port", str(args.sim_port)],
+            [
+                sys.executable,
+                "-m",
+                "codexgate.simprovider",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.sim_port),
+            ],
             env={**env, "SIM_OPENAI_KEY": openai_key, "SIM_ANTHROPIC_KEY": anthropic_key},
             stdout=subprocess.DEVNULL,
         )
@@ -237,16 +255,18 @@ def _check(traces: Path, session: str | None) -> int:
     raise CliError(f"demo check: no trace rows appeared under {traces}")
 
 
-def _banner(args: argparse.Namespace, data: Path, demo: DemoVault, admin_token: str, session: str | None) -> None:
+def _banner(
+    args: argparse.Namespace, data: Path, demo: DemoVault, admin_token: str, session: str | None
+) -> None:
     key = demo.keys.get("alice", "<create one: codexgate key create ...>")
     print(
         f"""
 codexgate demo is running (Ctrl-C stops everything)
   gateway, base-URL mode : http://127.0.0.1:{args.port}/v1
-  gateway, forward proxy : http://127.0.0.1:{args.proxy_port}   (CA: {data / 'mitmproxy' / 'mitmproxy-ca-cert.pem'})
+  gateway, forward proxy : http://127.0.0.1:{args.proxy_port}   (CA: {data / "mitmproxy" / "mitmproxy-ca-cert.pem"})
   simulated provider     : http://127.0.0.1:{args.sim_port}
   dashboard              : {"off" if args.no_dashboard else f"http://127.0.0.1:{args.dashboard_port}   (admin token: {admin_token})"}
-  traces (Parquet)       : {data / 'traces'}
+  traces (Parquet)       : {data / "traces"}
   vault                  : {demo.path}   (key file: {demo.key_file})
   sample session         : {session}
 
@@ -263,7 +283,7 @@ Codex config ($CODEX_HOME/config.toml):
   wire_api = "responses"
 
 Try:  codex exec --skip-git-repo-check "RUN: echo hello from codexgate" < /dev/null
-      codexgate report spend --traces {data / 'traces'} --by team,model
+      codexgate report spend --traces {data / "traces"} --by team,model
 """,
         flush=True,
     )

@@ -48,10 +48,19 @@ def create_demo_vault(
     key_file.chmod(0o600)
     vault = Vault(providers={}, teams={}, keys={}, routes=[])
     vault.providers["openai"] = ProviderCredential(
-        name="openai", kind="openai", base_url=f"{sim_url}/v1", api_key=openai_key, hosts=["api.openai.com"], default=True
+        name="openai",
+        kind="openai",
+        base_url=f"{sim_url}/v1",
+        api_key=openai_key,
+        hosts=["api.openai.com"],
+        default=True,
     )
     vault.providers["anthropic"] = ProviderCredential(
-        name="anthropic", kind="anthropic", base_url=f"{sim_url}/v1", api_key=anthropic_key, hosts=["api.anthropic.com"]
+        name="anthropic",
+        kind="anthropic",
+        base_url=f"{sim_url}/v1",
+        api_key=anthropic_key,
+        hosts=["api.anthropic.com"],
     )
     if azure_key:
         vault.providers["azure"] = ProviderCredential(
@@ -62,7 +71,9 @@ def create_demo_vault(
         vault.teams[f"acme/{team}"] = Team(org="acme", name=team)
     demo = DemoVault(data_dir / "vault" / "vault.enc", key_file, secret)
     for developer, (team, scope) in DEMO_DEVELOPERS.items():
-        entry, plain = vault.create_key(org="acme", team=team, project="codexgate", developer=developer, **scope)
+        entry, plain = vault.create_key(
+            org="acme", team=team, project="codexgate", developer=developer, **scope
+        )
         demo.keys[developer], demo.key_ids[developer] = plain, entry.key_id
     demo.save(vault)
     return demo

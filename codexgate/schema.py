@@ -81,7 +81,12 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("ttft_ms", pa.float64(), True, "first_token_time - start_time"),
     # outcome
     ("status_code", pa.int32(), True, "HTTP status sent to the client (null if none was sent)"),
-    ("outcome", pa.string(), False, "ok | refused | upstream_error | client_aborted | incomplete | gateway_error"),
+    (
+        "outcome",
+        pa.string(),
+        False,
+        "ok | refused | upstream_error | client_aborted | incomplete | gateway_error",
+    ),
     ("streaming", pa.bool_(), False, "Response was SSE"),
     ("client_aborted", pa.bool_(), False, "Client disconnected before the upstream finished"),
     ("error_type", pa.string(), True, "Error code/type (provider's or gateway's)"),
@@ -98,7 +103,12 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("route", pa.string(), True, "Gateway route name that served the call"),
     ("openai_api_type", pa.string(), True, "responses | chat_completions | anthropic_messages | other"),
     ("gen_ai_operation_name", pa.string(), True, "OTel gen_ai.operation.name (chat, ...)"),
-    ("gen_ai_provider_name", pa.string(), True, "OTel gen_ai.provider.name (openai, anthropic, azure.ai.openai)"),
+    (
+        "gen_ai_provider_name",
+        pa.string(),
+        True,
+        "OTel gen_ai.provider.name (openai, anthropic, azure.ai.openai)",
+    ),
     ("provider", pa.string(), True, "Vault provider entry used for the final attempt"),
     ("gen_ai_request_model", pa.string(), True, "Model the client asked for"),
     ("gen_ai_response_model", pa.string(), True, "Model the provider says served the call"),
@@ -109,7 +119,12 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("request_method", pa.string(), True, "HTTP method"),
     ("request_path", pa.string(), True, "Path as the client sent it (no query)"),
     ("request_headers", pa.string(), True, "JSON object of request headers, secrets removed"),
-    ("request_body", pa.string(), True, "Request body (decoded JSON text); null when privacy_mode=metrics_only"),
+    (
+        "request_body",
+        pa.string(),
+        True,
+        "Request body (decoded JSON text); null when privacy_mode=metrics_only",
+    ),
     ("request_bytes", pa.int64(), True, "Decoded request body size"),
     # response
     ("response_headers", pa.string(), True, "JSON object of response headers, secrets removed"),
@@ -122,7 +137,12 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     # usage (tokens). input includes cached; output includes reasoning (OTel semantics)
     ("gen_ai_usage_input_tokens", pa.int64(), True, "Input tokens incl. cache reads and writes"),
     ("gen_ai_usage_cache_read_input_tokens", pa.int64(), True, "Input tokens read from the prompt cache"),
-    ("gen_ai_usage_cache_creation_input_tokens", pa.int64(), True, "Input tokens written to the prompt cache"),
+    (
+        "gen_ai_usage_cache_creation_input_tokens",
+        pa.int64(),
+        True,
+        "Input tokens written to the prompt cache",
+    ),
     ("gen_ai_usage_output_tokens", pa.int64(), True, "Output tokens incl. reasoning"),
     ("gen_ai_usage_reasoning_output_tokens", pa.int64(), True, "Reasoning output tokens"),
     ("usage_complete", pa.bool_(), False, "Usage came from the provider (false: missing or partial)"),
@@ -156,13 +176,26 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("codex_turn_metadata", pa.string(), True, "Raw x-codex-turn-metadata JSON"),
     ("call_index", pa.int32(), True, "0-based position of this call in its session (per gateway process)"),
     ("input_item_count", pa.int32(), True, "Number of input items/messages in the request"),
-    ("new_input_start", pa.int32(), True, "Index of the first input item new since the previous call of the session"),
+    (
+        "new_input_start",
+        pa.int32(),
+        True,
+        "Index of the first input item new since the previous call of the session",
+    ),
     ("new_input_items", pa.string(), True, "JSON array of the input items new since the previous call"),
-    ("instructions_hash", pa.string(), True, "sha256 of instructions/system/developer prompt, to spot changes"),
+    (
+        "instructions_hash",
+        pa.string(),
+        True,
+        "sha256 of instructions/system/developer prompt, to spot changes",
+    ),
 ]
 
 SCHEMA: pa.Schema = pa.schema(
-    [pa.field(name, typ, nullable=nullable, metadata={"description": desc}) for name, typ, nullable, desc in _FIELDS],
+    [
+        pa.field(name, typ, nullable=nullable, metadata={"description": desc})
+        for name, typ, nullable, desc in _FIELDS
+    ],
     metadata={"codexgate.schema_version": str(SCHEMA_VERSION)},
 )
 

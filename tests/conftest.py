@@ -41,7 +41,9 @@ def gateway(module_tmp: Path, vault: DemoVault) -> Iterator[Gateway]:
         gw.stop()
 
 
-def read_traces(traces: Path, where: str = "TRUE", params: list | None = None, wait_for: int = 0, timeout: float = 15.0):
+def read_traces(
+    traces: Path, where: str = "TRUE", params: list | None = None, wait_for: int = 0, timeout: float = 15.0
+):
     """Rows of the trace Parquet files as dicts (waits until at least ``wait_for`` rows match)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -7,7 +7,9 @@ import pytest
 from tests.helpers.codex import run_codex
 from tests.helpers.gateway import codex_available
 
-pytestmark = pytest.mark.skipif(not codex_available(), reason="Codex CLI not installed (npm install @openai/codex failed)")
+pytestmark = pytest.mark.skipif(
+    not codex_available(), reason="Codex CLI not installed (npm install @openai/codex failed)"
+)
 
 
 def test_codex_multi_step_turn_with_tool_call(gateway, vault, sim, tmp_path) -> None:
@@ -24,8 +26,16 @@ def test_codex_multi_step_turn_with_tool_call(gateway, vault, sim, tmp_path) -> 
 
 
 def test_codex_with_invalid_key_shows_the_401_message(gateway, tmp_path) -> None:
-    run = run_codex(tmp_path, f"{gateway.base_url}/v1", "cgk_000000000000_this-key-does-not-exist-xxxx", "hello", timeout=120)
+    run = run_codex(
+        tmp_path,
+        f"{gateway.base_url}/v1",
+        "cgk_000000000000_this-key-does-not-exist-xxxx",
+        "hello",
+        timeout=120,
+    )
     assert run.returncode != 0
     shown = run.stdout + run.stderr
     assert "401" in shown or "Unauthorized" in shown
-    assert "not a valid codexgate key" in shown or "invalid_api_key" in shown or "Unknown gateway key" in shown
+    assert (
+        "not a valid codexgate key" in shown or "invalid_api_key" in shown or "Unknown gateway key" in shown
+    )

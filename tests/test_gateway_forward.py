@@ -15,7 +15,9 @@ def test_openai_sdk_through_forward_proxy(gateway, vault, sim) -> None:
     proxy = f"http://codexgate:{vault.keys['alice']}@127.0.0.1:{gateway.proxy_port}"
     http_client = httpx.Client(proxy=proxy, verify=str(gateway.ca_cert), timeout=20)
     # The SDK talks to the real provider host; the gateway intercepts it and routes to the vault's provider.
-    client = openai.OpenAI(api_key="unused-the-gateway-injects-the-real-one", http_client=http_client, max_retries=0)
+    client = openai.OpenAI(
+        api_key="unused-the-gateway-injects-the-real-one", http_client=http_client, max_retries=0
+    )
     sim.clear()
     resp = client.responses.create(model="gpt-5-codex", input="via forward proxy")
     assert resp.output_text
@@ -26,7 +28,9 @@ def test_openai_sdk_through_forward_proxy(gateway, vault, sim) -> None:
 
 
 def test_forward_proxy_without_credentials_is_401(gateway) -> None:
-    http_client = httpx.Client(proxy=f"http://127.0.0.1:{gateway.proxy_port}", verify=str(gateway.ca_cert), timeout=20)
+    http_client = httpx.Client(
+        proxy=f"http://127.0.0.1:{gateway.proxy_port}", verify=str(gateway.ca_cert), timeout=20
+    )
     client = openai.OpenAI(api_key="sk-not-a-gateway-key", http_client=http_client, max_retries=0)
     with pytest.raises(openai.AuthenticationError) as err:
         client.responses.create(model="gpt-5-codex", input="x")

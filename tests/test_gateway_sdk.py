@@ -123,7 +123,9 @@ def test_websocket_probe_answered_426(gateway, vault) -> None:
 
 
 def test_gzip_request_body_is_understood(gateway, vault, sim) -> None:
-    body = gzip.compress(json.dumps({"model": "gpt-5-codex", "input": "compressed hello", "stream": False}).encode())
+    body = gzip.compress(
+        json.dumps({"model": "gpt-5-codex", "input": "compressed hello", "stream": False}).encode()
+    )
     sim.clear()
     r = httpx.post(
         f"{gateway.base_url}/v1/responses",

@@ -20,7 +20,10 @@ def _sse(events: list[tuple[str | None, dict | str]]) -> bytes:
 
 RESPONSES = _sse(
     [
-        ("response.created", {"type": "response.created", "response": {"id": "resp_1", "model": "gpt-5-codex"}}),
+        (
+            "response.created",
+            {"type": "response.created", "response": {"id": "resp_1", "model": "gpt-5-codex"}},
+        ),
         ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hel"}),
         ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "lo"}),
         (
@@ -28,7 +31,12 @@ RESPONSES = _sse(
             {
                 "type": "response.output_item.done",
                 "output_index": 1,
-                "item": {"type": "function_call", "name": "shell", "arguments": '{"command":["ls"]}', "call_id": "c1"},
+                "item": {
+                    "type": "function_call",
+                    "name": "shell",
+                    "arguments": '{"command":["ls"]}',
+                    "call_id": "c1",
+                },
             },
         ),
         (
@@ -42,7 +50,12 @@ RESPONSES = _sse(
                     "output": [
                         {"type": "reasoning", "summary": [{"type": "summary_text", "text": "think"}]},
                         {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]},
-                        {"type": "function_call", "name": "shell", "arguments": '{"command":["ls"]}', "call_id": "c1"},
+                        {
+                            "type": "function_call",
+                            "name": "shell",
+                            "arguments": '{"command":["ls"]}',
+                            "call_id": "c1",
+                        },
                     ],
                     "usage": {
                         "input_tokens": 100,
@@ -75,8 +88,15 @@ def test_responses_stream_reassembled_at_any_chunking() -> None:
         res = r.result()
         assert res.terminal and not res.failed
         assert (res.text, res.reasoning, res.response_id) == ("Hello", "think", "resp_1")
-        assert res.tool_calls == [{"call_id": "c1", "name": "shell", "type": "function_call", "arguments": '{"command":["ls"]}'}]
-        assert (res.usage.input_tokens, res.usage.cache_read_tokens, res.usage.output_tokens, res.usage.reasoning_tokens) == (
+        assert res.tool_calls == [
+            {"call_id": "c1", "name": "shell", "type": "function_call", "arguments": '{"command":["ls"]}'}
+        ]
+        assert (
+            res.usage.input_tokens,
+            res.usage.cache_read_tokens,
+            res.usage.output_tokens,
+            res.usage.reasoning_tokens,
+        ) == (
             100,
             40,
             30,
@@ -99,7 +119,10 @@ def test_responses_failed_event() -> None:
         [
             (
                 "response.failed",
-                {"type": "response.failed", "response": {"id": "r", "error": {"code": "server_error", "message": "boom"}}},
+                {
+                    "type": "response.failed",
+                    "response": {"id": "r", "error": {"code": "server_error", "message": "boom"}},
+                },
             )
         ]
     )
@@ -111,14 +134,30 @@ def test_responses_failed_event() -> None:
 
 def test_chat_stream_with_tool_call_and_usage() -> None:
     chunks = [
-        {"id": "c", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]},
+        {
+            "id": "c",
+            "model": "gpt-4.1",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}],
+        },
         {
             "id": "c",
             "choices": [
-                {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "get", "arguments": '{"a"'}}]}}
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "t1", "function": {"name": "get", "arguments": '{"a"'}}
+                        ]
+                    },
+                }
             ],
         },
-        {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]},
+        {
+            "id": "c",
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}
+            ],
+        },
         {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         {
             "id": "c",
@@ -149,21 +188,42 @@ def test_anthropic_stream_usage_includes_cache_in_input() -> None:
                 "message": {
                     "id": "msg_1",
                     "model": "claude-sonnet-4-5",
-                    "usage": {"input_tokens": 10, "cache_read_input_tokens": 70, "cache_creation_input_tokens": 5},
+                    "usage": {
+                        "input_tokens": 10,
+                        "cache_read_input_tokens": 70,
+                        "cache_creation_input_tokens": 5,
+                    },
                 },
             },
         ),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Yo"}}),
         (
             "content_block_start",
-            {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "tu1", "name": "ls", "input": {}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         ),
         (
             "content_block_delta",
-            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"p": "/"}'}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Yo"}},
         ),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "tu1", "name": "ls", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '{"p": "/"}'},
+            },
+        ),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}},
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     r = AnthropicReassembler()

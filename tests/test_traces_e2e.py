@@ -29,10 +29,14 @@ def post(gw, key: str, body: dict, headers: dict | None = None, stream: bool = F
     )
 
 
-@pytest.mark.skipif(not codex_available(), reason="Codex CLI not installed (npm install @openai/codex failed)")
+@pytest.mark.skipif(
+    not codex_available(), reason="Codex CLI not installed (npm install @openai/codex failed)"
+)
 def test_codex_session_with_two_tool_calls_is_traced_and_priced(gateway, vault, sim, tmp_path) -> None:
     sim.clear()
-    run = run_codex(tmp_path, f"{gateway.base_url}/v1", vault.keys["alice"], "RUN: echo first-tool\nRUN: echo second-tool")
+    run = run_codex(
+        tmp_path, f"{gateway.base_url}/v1", vault.keys["alice"], "RUN: echo first-tool\nRUN: echo second-tool"
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(run.items("command_execution")) == 2
     thread_id = next(e["thread_id"] for e in run.events if e.get("type") == "thread.started")
@@ -53,7 +57,9 @@ def test_codex_session_with_two_tool_calls_is_traced_and_priced(gateway, vault, 
         assert row["gen_ai_usage_input_tokens"] == usage["input_tokens"]
         assert row["gen_ai_usage_cache_read_input_tokens"] == usage["input_tokens_details"]["cached_tokens"]
         assert row["gen_ai_usage_output_tokens"] == usage["output_tokens"]
-        assert row["gen_ai_usage_reasoning_output_tokens"] == usage["output_tokens_details"]["reasoning_tokens"]
+        assert (
+            row["gen_ai_usage_reasoning_output_tokens"] == usage["output_tokens_details"]["reasoning_tokens"]
+        )
         expected = calc_price(
             Usage(
                 input_tokens=usage["input_tokens"],
@@ -73,7 +79,12 @@ def test_refusals_are_traced_one_row_each(gateway, vault) -> None:
     tag = f"refusal-{time.time_ns()}"
     hdr = {"x-codexgate-metadata": json.dumps({"probe": tag})}
     assert post(gateway, "", {"model": "gpt-5-codex", "input": "x"}, hdr).status_code == 401
-    assert post(gateway, "cgk_000000000000_nope-nope-nope-nope-nope", {"model": "gpt-5-codex", "input": "x"}, hdr).status_code == 401
+    assert (
+        post(
+            gateway, "cgk_000000000000_nope-nope-nope-nope-nope", {"model": "gpt-5-codex", "input": "x"}, hdr
+        ).status_code
+        == 401
+    )
     assert post(gateway, vault.keys["bob"], {"model": "o4-mini", "input": "x"}, hdr).status_code == 403
     assert post(gateway, vault.keys["carol"], {"model": "gpt-5-codex", "input": "x"}, hdr).status_code == 403
     rows = read_traces(
@@ -102,7 +113,11 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
         "POST",
         f"{gateway.base_url}/v1/responses",
         json={"model": "gpt-5-codex", "input": "abort me", "stream": True},
-        headers={"authorization": f"Bearer {key}", "x-sim-fault": "chunk_delay_ms=400", "x-client-request-id": "abort-1"},
+        headers={
+            "authorization": f"Bearer {key}",
+            "x-sim-fault": "chunk_delay_ms=400",
+            "x-client-request-id": "abort-1",
+        },
         timeout=30,
     ) as resp:
         next(resp.iter_raw())
@@ -111,7 +126,11 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
         "POST",
         f"{gateway.base_url}/v1/responses",
         json={"model": "gpt-5-codex", "input": "reset me", "stream": True},
-        headers={"authorization": f"Bearer {key}", "x-sim-fault": "reset_after_events=3", "x-client-request-id": "reset-1"},
+        headers={
+            "authorization": f"Bearer {key}",
+            "x-sim-fault": "reset_after_events=3",
+            "x-client-request-id": "reset-1",
+        },
         timeout=30,
     ) as resp:
         with pytest.raises(httpx.HTTPError):
@@ -144,7 +163,9 @@ def test_metrics_only_privacy_keeps_no_bodies(tmp_path, sim) -> None:
 def _all_values(traces) -> list[str]:
     """Every decoded value of every column of every Parquet file, as text."""
     con = duckdb.connect()
-    rel = con.sql(f"select * from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true)")
+    rel = con.sql(
+        f"select * from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
+    )
     return [json.dumps(list(row), default=str) for row in rel.fetchall()]
 
 
@@ -157,7 +178,11 @@ def test_secrets_never_reach_parquet_or_spool(tmp_path, sim) -> None:
             post(gw, vault.keys[name], {"model": "gpt-5-codex", "input": "hello"}, stream=True)
         httpx.post(
             f"{gw.base_url}/v1/messages",
-            json={"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+            json={
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "x"}],
+            },
             headers={"x-api-key": vault.keys["carol"], "anthropic-version": "2023-06-01"},
             timeout=30,
         )
@@ -191,7 +216,10 @@ def test_sigkill_during_concurrent_streams_loses_no_completed_trace(tmp_path, si
                 "POST",
                 f"{gw.base_url}/v1/responses",
                 json={"model": "gpt-5-codex", "input": f"kill test {i}", "stream": True},
-                headers={"authorization": f"Bearer {key}", "x-sim-fault": "chunk_delay_ms=120" if slow else "delay_ms=0"},
+                headers={
+                    "authorization": f"Bearer {key}",
+                    "x-sim-fault": "chunk_delay_ms=120" if slow else "delay_ms=0",
+                },
                 timeout=30,
             ) as resp:
                 buf = b""

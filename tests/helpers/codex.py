@@ -22,12 +22,21 @@ class CodexRun:
         return [
             e["item"]
             for e in self.events
-            if e.get("type") == "item.completed" and isinstance(e.get("item"), dict) and e["item"].get("type") == kind
+            if e.get("type") == "item.completed"
+            and isinstance(e.get("item"), dict)
+            and e["item"].get("type") == kind
         ]
 
 
 def run_codex(
-    tmp: Path, base_url: str, key: str, prompt: str, *, model: str = "gpt-5-codex", timeout: float = 180, extra_env=None
+    tmp: Path,
+    base_url: str,
+    key: str,
+    prompt: str,
+    *,
+    model: str = "gpt-5-codex",
+    timeout: float = 180,
+    extra_env=None,
 ) -> CodexRun:
     home = tmp / "codex-home"
     home.mkdir(parents=True, exist_ok=True)
@@ -64,7 +73,9 @@ def run_codex(
         "features.plugins=false",
         prompt,
     ]
-    proc = subprocess.run(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
     events = []
     for line in proc.stdout.splitlines():
         line = line.strip()

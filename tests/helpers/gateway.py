@@ -38,7 +38,9 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def make_vault(tmp: Path, sim_url: str, openai_key: str, anthropic_key: str, azure_key: str | None = None) -> DemoVault:
+def make_vault(
+    tmp: Path, sim_url: str, openai_key: str, anthropic_key: str, azure_key: str | None = None
+) -> DemoVault:
     return create_demo_vault(tmp, sim_url, openai_key, anthropic_key, azure_key)
 
 
@@ -76,7 +78,12 @@ class Gateway:
 
 
 def start_gateway(
-    tmp: Path, vault: DemoVault, *, traces: Path | None = None, extra: list[str] | None = None, name: str = "gw"
+    tmp: Path,
+    vault: DemoVault,
+    *,
+    traces: Path | None = None,
+    extra: list[str] | None = None,
+    name: str = "gw",
 ) -> Gateway:
     port, proxy_port = free_port(), free_port()
     traces = traces or tmp / "traces"
@@ -107,7 +114,11 @@ def start_gateway(
         "codexgate_flush_seconds=0.5",
         *(extra or []),
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+    }
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
@@ -115,7 +126,9 @@ def start_gateway(
         wait_port(proxy_port, proc=proc)
     except Exception:
         proc.kill()
-        raise RuntimeError(f"gateway failed to start:\n{log_path.read_text(errors='replace')[-3000:]}") from None
+        raise RuntimeError(
+            f"gateway failed to start:\n{log_path.read_text(errors='replace')[-3000:]}"
+        ) from None
     return Gateway(proc, port, proxy_port, traces, confdir, log_path)
 
 
