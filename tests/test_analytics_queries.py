@@ -115,9 +115,22 @@ def test_spend_by_model_one_day_counts_unknown_cost_separately(store: TraceStore
 
 def test_spend_by_day_bucket(store: TraceStore) -> None:
     frame = q.spend(store, [], D0, D3, bucket="day")
-    costs = {r["bucket"].date().isoformat(): r["cost_usd"] for r in frame.to_dicts()}
-    assert costs == pytest.approx({"2026-11-01": 0.001, "2026-11-02": 0.06, "2026-11-03": 0.095})
+    costs = {r["bucket"].isoformat(): r["cost_usd"] for r in frame.to_dicts()}
+    assert costs == pytest.approx(
+        {
+            "2026-11-01T00:00:00+00:00": 0.001,
+            "2026-11-02T00:00:00+00:00": 0.06,
+            "2026-11-03T00:00:00+00:00": 0.095,
+        }
+    )
     assert frame.schema["bucket"] == pl.Datetime("us", "UTC")
+    hours = q.spend(store, ["team"], D1, D2, bucket="hour")
+    assert {r["bucket"].hour for r in hours.to_dicts()} == {10, 11}
+    # weeks start on Monday: Sunday Nov 1 falls in the week of Oct 26, Nov 2-3 in the week of Nov 2
+    weeks = {
+        r["bucket"].date().isoformat(): r["requests"] for r in q.spend(store, [], bucket="week").to_dicts()
+    }
+    assert weeks == {"2026-10-26": 1, "2026-11-02": 11}
 
 
 def test_spend_by_tags(store: TraceStore) -> None:
@@ -180,8 +193,6 @@ def test_latency_percentiles(store: TraceStore) -> None:
     pairs = {(r["model"], r["provider"]): r for r in q.latency(store, ["model", "provider"]).to_dicts()}
     assert pairs[("gpt-5-codex", "openai")]["duration_p50_ms"] == pytest.approx(2300)
     assert pairs[("gpt-5-codex", "azure-openai")]["requests"] == 1
-    approx = by_key(q.latency(store, ["model"], exact=False), "model")
-    assert approx["gpt-5-codex"]["requests"] == 3
     assert q.latency(store, ["model"], EMPTY_FROM, EMPTY_TO).is_empty()
 
 
