@@ -352,8 +352,11 @@ def budgets_from_vault(vault: Any) -> list[Budget]:
             if amount is None or float(amount) <= 0:
                 continue
             period = _field(entry, "budget_period") or "month"
-            label = _field(entry, "key_id") or name if kind == "key" else name
-            budgets.append(Budget(kind, str(label), float(amount), str(period)))
+            label = (_field(entry, "key_id") or name) if kind == "key" else name
+            try:
+                budgets.append(Budget(kind, str(label), float(amount), str(period)))
+            except ValueError as exc:
+                raise CliError(f"vault {kind} {label}: {exc}") from None
     return budgets
 
 
