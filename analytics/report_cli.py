@@ -412,7 +412,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p, by_help="group by (default: team)")
     p.add_argument("--bucket", choices=queries.BUCKETS, help="also split by hour, day or week")
     p.add_argument("--vault", help="show spend against the budgets configured on keys/teams in this vault")
-    p.add_argument("--vault-key-file", help="vault key file (default: the vault module's default)")
+    p.add_argument(
+        "--vault-key-file",
+        default=os.environ.get("CODEXGATE_VAULT_KEY_FILE"),
+        help="file holding the vault key (default: $CODEXGATE_VAULT_KEY_FILE, else $CODEXGATE_VAULT_KEY)",
+    )
     p.set_defaults(func=cmd_spend)
 
     p = sub.add_parser("latency", help="p50/p95/p99 duration, time to first token and first byte")
