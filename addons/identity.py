@@ -16,12 +16,13 @@ import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
-from codexgate.vault import AuthError
 from mitmproxy import connection, ctx, exceptions, http
 
 from addons.errors import error_response
 from addons.flowstate import FlowState, get_state
+from addons.options import seconds
 from addons.vault_watch import VaultHolder
+from codexgate.vault import AuthError
 
 log = logging.getLogger("codexgate.identity")
 
@@ -70,8 +71,8 @@ class Identity:
         )
         loader.add_option(
             "codexgate_vault_poll",
-            float,
-            0.2,
+            str,
+            "0.2",
             "Seconds between checks of the vault file for changes (hot reload).",
         )
 
@@ -82,8 +83,7 @@ class Identity:
             raise exceptions.OptionsError(
                 "codexgate_vault is not set: start with --set codexgate_vault=PATH (create one with `codexgate init`)."
             )
-        if ctx.options.codexgate_vault_poll <= 0:
-            raise exceptions.OptionsError("codexgate_vault_poll must be a positive number of seconds.")
+        seconds("codexgate_vault_poll")
         key_file = (
             Path(ctx.options.codexgate_vault_key_file).expanduser()
             if ctx.options.codexgate_vault_key_file
@@ -92,7 +92,7 @@ class Identity:
         self.holder.configure(Path(ctx.options.codexgate_vault).expanduser(), key_file)
 
     def running(self) -> None:
-        self.holder.start(ctx.options.codexgate_vault_poll)
+        self.holder.start(seconds("codexgate_vault_poll"))
 
     def done(self) -> None:
         self.holder.stop()

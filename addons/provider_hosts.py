@@ -19,7 +19,7 @@ class ProviderHosts:
         vault = self.holder.vault
         if vault is None:
             return False
-        return any(host in (h.lower() for h in p.hosts) for p in vault.providers.values())
+        return any(host in (h.lower() for h in (p.hosts or [])) for p in vault.providers.values())
 
     def provider_for_host(self, host: str) -> str | None:
         vault = self.holder.vault
@@ -27,6 +27,6 @@ class ProviderHosts:
             return None
         host = host.lower().rstrip(".")
         for name, p in vault.providers.items():
-            if host in (h.lower() for h in p.hosts):
+            if host in (h.lower() for h in (p.hosts or [])):
                 return name
         return None

@@ -25,6 +25,7 @@ from mitmproxy import ctx, exceptions, http
 
 from addons.errors import error_body, error_response
 from addons.flowstate import FlowState, get_state
+from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
 from addons.stream_relay import RelayJob, StreamRelay
 from addons.stream_tap import BodyCollector, StreamTap
@@ -52,12 +53,12 @@ class Tracing:
             "When traces cannot be written: 'open' keeps serving (and logs loudly), 'closed' refuses calls with 503.",
         )
         loader.add_option(
-            "codexgate_flush_seconds", float, 5.0, "Seconds between flushes of the trace spool to Parquet."
+            "codexgate_flush_seconds", str, "5", "Seconds between flushes of the trace spool to Parquet."
         )
         loader.add_option(
             "codexgate_drain_seconds",
-            float,
-            120.0,
+            str,
+            "120",
             "How long to keep reading a provider's stream after the client left, to record its usage.",
         )
 
@@ -68,16 +69,13 @@ class Tracing:
         ):
             raise exceptions.OptionsError("codexgate_trace_failure must be 'open' or 'closed'.")
         if {"codexgate_traces", "codexgate_flush_seconds"} & updated:
-            if ctx.options.codexgate_flush_seconds <= 0:
-                raise exceptions.OptionsError("codexgate_flush_seconds must be positive.")
+            flush_seconds = seconds("codexgate_flush_seconds")
             if self.sink is not None:
                 self.sink.close()
             path = Path(ctx.options.codexgate_traces).expanduser()
             try:
                 path.mkdir(parents=True, exist_ok=True)
-                self.sink = TraceSink(
-                    path, flush_interval_s=ctx.options.codexgate_flush_seconds, on_error=self._sink_error
-                )
+                self.sink = TraceSink(path, flush_interval_s=flush_seconds, on_error=self._sink_error)
                 self.sink.start()
             except OSError as exc:
                 raise exceptions.OptionsError(
@@ -216,7 +214,7 @@ class Tracing:
             on_headers=on_headers,
             on_end=on_end,
             on_connect_error=on_connect_error,
-            drain_seconds=ctx.options.codexgate_drain_seconds,
+            drain_seconds=seconds("codexgate_drain_seconds"),
         )
         req.url = self.relay.submit(state.trace_id, job)
         state.relayed = True

@@ -99,11 +99,11 @@ class ProviderCredential:
     base_url: str
     api_key: str = field(repr=False)
     api_version: str | None = None
-    hosts: list[str] = field(default_factory=list)
+    hosts: list[str] | None = None  # None: the host of base_url; []: never intercepted
     default: bool = False
 
     def __post_init__(self) -> None:
-        if not self.hosts:
+        if self.hosts is None:
             host = urlsplit(self.base_url).hostname
             self.hosts = [host] if host else []
 

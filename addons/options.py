@@ -1,0 +1,17 @@
+"""Parsing helpers for the gateway's mitmproxy options (mitmproxy has no float option type)."""
+
+from __future__ import annotations
+
+from mitmproxy import ctx, exceptions
+
+
+def seconds(name: str) -> float:
+    """The option ``name`` as a positive number of seconds, or a clear ``OptionsError``."""
+    raw = getattr(ctx.options, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise exceptions.OptionsError(f"{name} must be a number of seconds, not {raw!r}.") from None
+    if value <= 0:
+        raise exceptions.OptionsError(f"{name} must be a positive number of seconds, not {raw!r}.")
+    return value
