@@ -61,6 +61,7 @@ class FlowState:
     first_byte_at: datetime | None = None
     first_token_at: datetime | None = None
     tap: StreamTap | None = None
+    client_gone: bool = False  # the client hung up before the provider finished
     relayed: bool = False  # a streamed call sent to the provider through the in-process relay
     upstream_status: int | None = None
     response_headers: list[tuple[str, str]] | None = None

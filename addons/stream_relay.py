@@ -49,6 +49,7 @@ class RelayJob:
     on_headers: Callable[[int, list[tuple[str, str]]], Callable[[bytes], bytes] | None]
     on_end: Callable[[str | None, bool], None]  # (error or None, client_gone)
     on_connect_error: Callable[[str], tuple[int, bytes, dict[str, str]]]  # -> reply for the client
+    on_client_gone: Callable[[], None] = lambda: None
     drain_seconds: float = 120.0
     started: bool = False
 
@@ -129,6 +130,7 @@ class StreamRelay:
                                 await out.write(data)
                             except (ConnectionError, RuntimeError):
                                 client_gone = True
+                                job.on_client_gone()
                         if client_gone:
                             deadline = deadline or time.monotonic() + job.drain_seconds
                             if time.monotonic() > deadline:

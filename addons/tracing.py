@@ -214,6 +214,7 @@ class Tracing:
             on_headers=on_headers,
             on_end=on_end,
             on_connect_error=on_connect_error,
+            on_client_gone=lambda: setattr(state, "client_gone", True),
             drain_seconds=seconds("codexgate_drain_seconds"),
         )
         req.url = self.relay.submit(state.trace_id, job)
@@ -246,12 +247,13 @@ class Tracing:
             return
         tap = state.tap
         result = tap.result()
-        if result.terminal and not result.failed:
-            outcome = "ok"  # complete (a client hanging up after the end changes nothing)
-        elif result.failed:
+        client_gone = client_gone or state.client_gone
+        if result.failed:
             outcome = "upstream_error"
-        elif client_gone and error is None:
-            outcome = "client_aborted"
+        elif client_gone:
+            outcome = "client_aborted"  # left before the end (the relay still drained the usage)
+        elif result.terminal:
+            outcome = "ok"
         else:
             outcome = "incomplete"  # upstream closed or broke before the end
         err_type = {"client_aborted": "client_disconnected", "incomplete": "stream_incomplete"}.get(outcome)
@@ -263,7 +265,7 @@ class Tracing:
             result,
             outcome=outcome,
             status_code=state.upstream_status,
-            client_aborted=client_gone and not tap.terminal_fired,
+            client_aborted=client_gone,
             error_type=err_type,
             error_message=error if outcome != "ok" else None,
             streaming=True,

@@ -247,7 +247,7 @@ def _check(traces: Path, session: str | None) -> int:
                 f"select count(*) from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true) "
                 "where session_id = ?",
                 params=[session],
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if n:
                 print(f"demo check: ok, session {session} recorded as {n} trace rows under {traces}")
                 return 0

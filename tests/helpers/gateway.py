@@ -82,7 +82,7 @@ def start_gateway(
     vault: DemoVault,
     *,
     traces: Path | None = None,
-    extra: list[str] | None = None,
+    opts: dict[str, str] | None = None,
     name: str = "gw",
 ) -> Gateway:
     port, proxy_port = free_port(), free_port()
@@ -90,30 +90,19 @@ def start_gateway(
     confdir = tmp / f"{name}-conf"
     confdir.mkdir(exist_ok=True)
     log_path = tmp / f"{name}.log"
-    cmd = [
-        MITMDUMP,
-        "-s",
-        str(ROOT / "addons" / "gateway.py"),
-        "--listen-host",
-        "127.0.0.1",
-        "--mode",
-        f"reverse:http://127.0.0.1:9@{port}",
-        "--mode",
-        f"regular@{proxy_port}",
-        "--set",
-        "connection_strategy=lazy",
-        "--set",
-        f"confdir={confdir}",
-        "--set",
-        f"codexgate_vault={vault.path}",
-        "--set",
-        f"codexgate_vault_key_file={vault.key_file}",
-        "--set",
-        f"codexgate_traces={traces}",
-        "--set",
-        "codexgate_flush_seconds=0.5",
-        *(extra or []),
-    ]
+    options = {
+        "connection_strategy": "lazy",
+        "confdir": str(confdir),
+        "codexgate_vault": str(vault.path),
+        "codexgate_vault_key_file": str(vault.key_file),
+        "codexgate_traces": str(traces),
+        "codexgate_flush_seconds": "0.5",
+        **(opts or {}),  # mitmproxy ignores the script when an option is --set twice, so merge here
+    }
+    cmd = [MITMDUMP, "-s", str(ROOT / "addons" / "gateway.py"), "--listen-host", "127.0.0.1"]
+    cmd += ["--mode", f"reverse:http://127.0.0.1:9@{port}", "--mode", f"regular@{proxy_port}"]
+    for option, value in options.items():
+        cmd += ["--set", f"{option}={value}"]
     env = {
         k: v
         for k, v in os.environ.items()
