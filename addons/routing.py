@@ -61,7 +61,7 @@ class Routing:
     def tls_failed_client(self, data: tls.TlsData) -> None:
         sni = data.conn.sni or "?"
         if self.hosts.is_provider_host(sni):
-            log.warning(
+            log.error(
                 "codexgate: TLS handshake with the client failed for %s (%s). The client does not trust the "
                 "gateway's CA: give Codex CODEX_CA_CERTIFICATE=<confdir>/mitmproxy-ca-cert.pem "
                 "(or SSL_CERT_FILE), or use base-URL mode.",

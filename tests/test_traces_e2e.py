@@ -143,21 +143,38 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
     assert reset[0]["attempts"][0]["error"]
 
 
-def test_metrics_only_privacy_keeps_no_bodies(tmp_path, sim) -> None:
+def test_privacy_modes_metrics_only_and_redacted(tmp_path, sim) -> None:
     vault = make_vault(tmp_path, sim.url, sim.openai_key, sim.anthropic_key)
     v = vault.load()
     v.keys[vault.key_ids["alice"]].privacy_mode = "metrics_only"
+    v.keys[vault.key_ids["bob"]].privacy_mode = "redacted"
     vault.save(v)
     gw = start_gateway(tmp_path, vault)
+    secret_text = "mail jane.doe@example.com the key sk-proj-abcdefghijklmnopqrstuvwx"
     try:
-        r = post(gw, vault.keys["alice"], {"model": "gpt-5-codex", "input": "very private words"})
-        rows = read_traces(gw.traces, "gen_ai_response_id = ?", [r.json()["id"]], wait_for=1)
+        r1 = post(gw, vault.keys["alice"], {"model": "gpt-5-codex", "input": "very private words"})
+        r2 = post(gw, vault.keys["bob"], {"model": "gpt-5-codex", "input": secret_text}, stream=True)
+        rid2 = next(
+            json.loads(line[5:])["response"]["id"]
+            for line in r2.text.splitlines()
+            if line.startswith("data:") and "response.completed" in line
+        )
+        metrics = read_traces(gw.traces, "gen_ai_response_id = ?", [r1.json()["id"]], wait_for=1)[0]
+        redacted = read_traces(gw.traces, "gen_ai_response_id = ?", [rid2], wait_for=1)[0]
     finally:
         gw.stop()
-    row = rows[0]
-    assert row["privacy_mode"] == "metrics_only"
-    assert row["request_body"] is None and row["response_body"] is None and row["response_text"] is None
-    assert row["gen_ai_usage_input_tokens"] > 0 and row["cost_known"]
+    assert metrics["privacy_mode"] == "metrics_only"
+    assert (
+        metrics["request_body"] is None
+        and metrics["response_body"] is None
+        and metrics["response_text"] is None
+    )
+    assert metrics["gen_ai_usage_input_tokens"] > 0 and metrics["cost_known"]
+    assert redacted["privacy_mode"] == "redacted"
+    for column in ("request_body", "response_body", "response_text", "new_input_items"):
+        assert "jane.doe@example.com" not in redacted[column]
+        assert "sk-proj-abcdefghijklmnopqrstuvwx" not in redacted[column]
+    assert "<EMAIL_ADDRESS>" in redacted["request_body"] and "<API_KEY>" in redacted["request_body"]
 
 
 def _all_values(traces) -> list[str]:
