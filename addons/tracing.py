@@ -41,6 +41,7 @@ class Tracing:
     def __init__(self) -> None:
         self.sink: TraceSink | None = None
         self.relay = StreamRelay()
+        self.drain_seconds = 120.0
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -59,10 +60,14 @@ class Tracing:
             "codexgate_drain_seconds",
             str,
             "120",
-            "How long to keep reading a provider's stream after the client left, to record its usage.",
+            "How long to keep reading a provider's stream after the client left, to record its usage "
+            "(0 turns the stream relay off: streams then pass straight through mitmproxy, and a client "
+            "abort is recorded without the final usage).",
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "codexgate_drain_seconds" in updated:
+            self.drain_seconds = seconds("codexgate_drain_seconds", allow_zero=True)
         if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in (
             "open",
             "closed",
@@ -103,7 +108,12 @@ class Tracing:
             state.refuse(503, "trace_sink_unavailable", msg, "tracing")
             flow.response = error_response(state.shape.family, 503, "trace_sink_unavailable", msg)
             return
-        if state.provider is not None and state.stream_requested and self.relay.running:
+        if (
+            state.provider is not None
+            and state.stream_requested
+            and self.relay.running
+            and self.drain_seconds > 0
+        ):
             self._send_through_relay(flow, state)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -215,7 +225,7 @@ class Tracing:
             on_end=on_end,
             on_connect_error=on_connect_error,
             on_client_gone=lambda: setattr(state, "client_gone", True),
-            drain_seconds=seconds("codexgate_drain_seconds"),
+            drain_seconds=self.drain_seconds,
         )
         req.url = self.relay.submit(state.trace_id, job)
         state.relayed = True

@@ -142,8 +142,30 @@ def main() -> None:
                 ]
             )
         )
+        relayless_port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    MITMDUMP,
+                    *common,
+                    "-s",
+                    str(ROOT / "addons" / "gateway.py"),
+                    "--mode",
+                    f"reverse:{sim_url}@{relayless_port}",
+                    "--set",
+                    f"codexgate_vault={demo.path}",
+                    "--set",
+                    f"codexgate_vault_key_file={demo.key_file}",
+                    "--set",
+                    f"codexgate_traces={tmp}/traces2",
+                    "--set",
+                    "codexgate_drain_seconds=0",
+                ]
+            )
+        )
         wait_port(noop_port)
         wait_port(gw_port)
+        wait_port(relayless_port)
         targets = {
             "direct": (f"{sim_url}/v1/responses", {"authorization": f"Bearer {openai_key}"}),
             "mitmdump no-op": (
@@ -181,7 +203,7 @@ def main() -> None:
                 for name in targets:
                     p50, p99 = med(name, conc, stream, 0), med(name, conc, stream, 1)
                     added[name] = (p50 - d50, p99 - d99)
-                    print(f"{conc:>4}  {name:<15} {p50:8.2f} {p99:8.2f} {p50 - d50:10.2f} {p99 - d99:10.2f}")
+                    print(f"{conc:>4}  {name:<18} {p50:8.2f} {p99:8.2f} {p50 - d50:10.2f} {p99 - d99:10.2f}")
                 n50, g50 = added["mitmdump no-op"][0], added["gateway"][0]
                 ratio = g50 / n50 if n50 > 0 else float("nan")
                 print(

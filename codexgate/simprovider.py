@@ -211,7 +211,8 @@ class SimServer:
         self.sim = sim
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024**3)
+        # Decode request bodies ourselves (gzip, zstd), as a provider would.
+        app = web.Application(client_max_size=1024**3, handler_args={"auto_decompress": False})
         r = app.router
         for prefix in ("", "/v1", "/openai", "/openai/v1"):
             r.add_post(f"{prefix}/responses", self.responses)

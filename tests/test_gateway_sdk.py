@@ -163,3 +163,36 @@ def test_retry_after_passes_through_in_openai_format(gateway, vault, sim) -> Non
     assert err.value.response.headers["retry-after"] == "7"
     rows = read_traces(gateway.traces, "status_code = 429", wait_for=1)
     assert rows and rows[-1]["outcome"] == "upstream_error" and rows[-1]["attempts"][0]["status_code"] == 429
+
+
+def test_chat_non_streaming_gzip_response_is_traced(gateway, vault) -> None:
+    # httpx asks for gzip; the simulated provider compresses non-streaming JSON when asked
+    client = oa(gateway, vault.keys["alice"])
+    resp = client.chat.completions.create(
+        model="gpt-4.1-mini", messages=[{"role": "user", "content": "zip it"}]
+    )
+    assert resp.choices[0].message.content
+    rows = read_traces(gateway.traces, "gen_ai_response_id = ?", [resp.id], wait_for=1)
+    assert rows[0]["openai_api_type"] == "chat_completions"
+    assert rows[0]["gen_ai_usage_input_tokens"] == resp.usage.prompt_tokens
+    assert rows[0]["response_text"] == resp.choices[0].message.content
+
+
+def test_zstd_request_body_is_understood(gateway, vault) -> None:
+    import zstandard
+
+    body = zstandard.ZstdCompressor().compress(
+        json.dumps({"model": "gpt-5-codex", "input": "zstd hello"}).encode()
+    )
+    r = httpx.post(
+        f"{gateway.base_url}/v1/responses",
+        content=body,
+        headers={
+            "authorization": f"Bearer {vault.keys['alice']}",
+            "content-type": "application/json",
+            "content-encoding": "zstd",
+        },
+    )
+    assert r.status_code == 200, r.text
+    rows = read_traces(gateway.traces, "gen_ai_response_id = ?", [r.json()["id"]], wait_for=1)
+    assert "zstd hello" in rows[0]["request_body"]
