@@ -17,10 +17,10 @@ from addons.api_shape import ApiShape
 from addons.codex_session import CodexContext, InputDelta
 
 if TYPE_CHECKING:
-    from codexgate.vault import GatewayKey, ProviderCredential
     from mitmproxy import http
 
     from addons.stream_tap import StreamTap
+    from codexgate.vault import GatewayKey, ProviderCredential
 
 STATE_KEY = "codexgate"
 
