@@ -46,6 +46,7 @@ class FlowState:
     request_model: str | None = None
     stream_requested: bool = False
     identity: GatewayKey | None = None
+    privacy_mode: str = "full"  # what of this call's content may be stored (see addons.privacy)
     provider: ProviderCredential | None = None
     route: str | None = None
     refusal: Refusal | None = None

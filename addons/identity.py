@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mitmproxy import connection, ctx, exceptions, http
 
+from addons import privacy
 from addons.errors import error_response
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
@@ -131,6 +132,8 @@ class Identity:
             self._refuse(flow, state, 401, exc.code, exc.message)
             return
         state.identity = entry
+        team = vault.teams.get(f"{entry.org}/{entry.team}")
+        state.privacy_mode = privacy.strictest(entry.privacy_mode, team.privacy_mode if team else None)
         state.decide("identity", "allow", entry.key_id)
         merged = dict(state.tags)
         merged.update(entry.tags)  # the key's tags are governance: a request header cannot override them

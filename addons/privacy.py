@@ -11,6 +11,14 @@ import re
 
 FULL, METRICS_ONLY, REDACTED = "full", "metrics_only", "redacted"
 MODES = (FULL, METRICS_ONLY, REDACTED)
+_STRICTNESS = {FULL: 0, REDACTED: 1, METRICS_ONLY: 2}
+
+
+def strictest(*modes: str | None) -> str:
+    """The most restrictive of the given modes (unknown values count as ``full``)."""
+    known = [m for m in modes if m in _STRICTNESS]
+    return max(known, key=_STRICTNESS.__getitem__) if known else FULL
+
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (

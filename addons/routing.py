@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy.proxy.mode_specs import ReverseMode
 
 from addons.flowstate import get_state
 from addons.provider_hosts import ProviderHosts
@@ -72,6 +73,17 @@ class Routing:
     # ---------------------------------------------------------------- every call
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
+        if (
+            state is None
+            and flow.response is None
+            and not isinstance(flow.client_conn.proxy_mode, ReverseMode)
+        ):
+            if ctx.options.codexgate_unknown_hosts == "refuse":  # plain-HTTP proxy request to another host
+                flow.response = http.Response.make(
+                    403,
+                    f"codexgate: {flow.request.pretty_host} is not a model provider and this gateway refuses other traffic.\n",
+                )
+            return
         if state is None or flow.response is not None or state.provider is None:
             return
         provider = state.provider

@@ -25,9 +25,8 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
 
 
 def privacy_mode(state: FlowState) -> str:
-    key = state.identity
-    mode = getattr(key, "privacy_mode", None) if key is not None else None
-    return mode if mode in privacy.MODES else privacy.FULL
+    """The key's mode or its team's, whichever keeps less (set by the identity addon)."""
+    return state.privacy_mode
 
 
 def build_row(

@@ -147,7 +147,7 @@ def test_privacy_modes_metrics_only_and_redacted(tmp_path, sim) -> None:
     vault = make_vault(tmp_path, sim.url, sim.openai_key, sim.anthropic_key)
     v = vault.load()
     v.keys[vault.key_ids["alice"]].privacy_mode = "metrics_only"
-    v.keys[vault.key_ids["bob"]].privacy_mode = "redacted"
+    v.teams["acme/mobile"].privacy_mode = "redacted"  # bob's team: applies to bob's existing key
     vault.save(v)
     gw = start_gateway(tmp_path, vault)
     secret_text = "mail jane.doe@example.com the key sk-proj-abcdefghijklmnopqrstuvwx"

@@ -30,7 +30,7 @@ class CodexRun:
 
 def run_codex(
     tmp: Path,
-    base_url: str,
+    base_url: str | None,
     key: str,
     prompt: str,
     *,
@@ -40,17 +40,21 @@ def run_codex(
 ) -> CodexRun:
     home = tmp / "codex-home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        f'model = "{model}"\n'
-        'model_provider = "codexgate"\n'
-        "[model_providers.codexgate]\n"
-        'name = "codexgate"\n'
-        f'base_url = "{base_url}"\n'
-        'env_key = "CODEXGATE_KEY"\n'
-        'wire_api = "responses"\n'
-        "request_max_retries = 0\n"
-        "stream_max_retries = 0\n"
-    )
+    if base_url is None:  # Codex's built-in openai provider (forward-proxy mode)
+        config = f'model = "{model}"\n'
+    else:
+        config = (
+            f'model = "{model}"\n'
+            'model_provider = "codexgate"\n'
+            "[model_providers.codexgate]\n"
+            'name = "codexgate"\n'
+            f'base_url = "{base_url}"\n'
+            'env_key = "CODEXGATE_KEY"\n'
+            'wire_api = "responses"\n'
+            "request_max_retries = 0\n"
+            "stream_max_retries = 0\n"
+        )
+    (home / "config.toml").write_text(config)
     work = tmp / "work"
     work.mkdir(exist_ok=True)
     env = {
