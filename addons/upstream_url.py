@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit
 
-from codexgate.vault import ProviderCredential
-
 from addons.api_shape import ApiShape
+from codexgate.vault import ProviderCredential
 
 ANTHROPIC_VERSION = "2023-06-01"
 

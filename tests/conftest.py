@@ -8,9 +8,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tests.helpers.sim import SimProvider
 
 from tests.helpers.gateway import DemoVault, Gateway, make_vault, start_gateway
+from tests.helpers.sim import SimProvider
 
 
 @pytest.fixture(scope="module")
