@@ -57,6 +57,8 @@ class FlowState:
     codex: CodexContext = field(default_factory=CodexContext)
     delta: InputDelta | None = None
     new_items: list[Any] | None = None
+    new_items_json: str | None = None  # set when it had to be redacted ahead of time
+    body_redacted: bool = False
     instructions_hash: str | None = None
     upstream_sent_mono: float | None = None
     first_byte_at: datetime | None = None

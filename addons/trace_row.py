@@ -108,7 +108,10 @@ def build_row(
         "request_method": flow.request.method,
         "request_path": state.client_path or flow.request.path.split("?", 1)[0],
         "request_headers": headers_json(flow.request.headers.items(multi=True)),
-        "request_body": scrub(state.body_text) if keep else None,
+        # redacted mode: done off-loop before the call; a refused call (rare) is scrubbed here
+        "request_body": (state.body_text if state.body_redacted else scrub(state.body_text))
+        if keep
+        else None,
         "request_bytes": len(state.body_text.encode()) if state.body_text else 0,
         "response_headers": headers_json(state.response_headers)
         if state.response_headers is not None
@@ -153,7 +156,7 @@ def build_row(
         "call_index": state.delta.call_index if state.delta else None,
         "input_item_count": state.delta.item_count if state.delta else None,
         "new_input_start": state.delta.new_start if state.delta else None,
-        "new_input_items": scrub(json.dumps(state.new_items))
+        "new_input_items": (state.new_items_json or scrub(json.dumps(state.new_items)))
         if (keep and state.new_items is not None)
         else None,
         "instructions_hash": state.instructions_hash,

@@ -15,6 +15,7 @@ Parquet conversion in its thread). If the spool cannot be written the gateway ke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
+from addons import privacy
 from addons.errors import error_body, error_response
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
@@ -99,7 +101,7 @@ class Tracing:
         log.error("codexgate: TRACES ARE NOT BEING WRITTEN: %s", message)
 
     # ---------------------------------------------------------------- mitmproxy hooks
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or flow.response is not None or self.sink is None:
             return
@@ -108,6 +110,14 @@ class Tracing:
             state.refuse(503, "trace_sink_unavailable", msg, "tracing")
             flow.response = error_response(state.shape.family, 503, "trace_sink_unavailable", msg)
             return
+        if state.privacy_mode == privacy.REDACTED and state.body_text:
+            # ~10 ms per 100 KB of patterns: done in a thread, before the call, never on the event loop
+            state.body_text = await asyncio.to_thread(privacy.redact, state.body_text)
+            state.body_redacted = True
+            if state.new_items is not None:
+                state.new_items_json = await asyncio.to_thread(
+                    lambda: privacy.redact(json.dumps(state.new_items))
+                )
         if (
             state.provider is not None
             and state.stream_requested
