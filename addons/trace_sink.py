@@ -20,13 +20,15 @@ import shutil
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from addons import trace_spool
@@ -34,6 +36,7 @@ from codexgate import schema
 
 SPOOL_DIR = "_spool"
 _LOCK = ".lock"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SinkError(Exception):
@@ -48,35 +51,123 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_parquet(table: pa.Table, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=64_000)
-    fd = os.open(tmp, os.O_RDONLY)
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_parquet(table: pa.Table, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=64_000)
+    _fsync_file(tmp)
     os.replace(tmp, dest)
     _fsync_dir(dest.parent)
 
 
-def convert_segment(traces_dir: Path, segment: Path, instance: str) -> int:
-    """Write a closed segment's rows as Parquet (one file per date) and delete the segment."""
-    by_date: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in trace_spool.read_segment(segment):
-        by_date[trace_spool.micros_date(row["start_time"])].append(row)
-    for day, rows in sorted(by_date.items()):
-        _write_parquet(
-            schema.to_table(rows), traces_dir / f"date={day}" / f"part-{instance}-{segment.stem}.parquet"
+def _spool_type(typ: pa.DataType) -> pa.DataType:
+    """The type a column has in the spool's JSON: timestamps are integer microseconds."""
+    if pa.types.is_timestamp(typ):
+        return pa.int64()
+    if pa.types.is_list(typ):
+        return pa.list_(_spool_type(typ.value_type))
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(f.name, _spool_type(f.type)) for f in typ])
+    return typ
+
+
+_SPOOL_SCHEMA = pa.schema([pa.field(f.name, _spool_type(f.type)) for f in schema.SCHEMA])
+_ARROW_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in schema.SCHEMA])
+_CHUNK_BYTES = 8 << 20  # spool bytes parsed per step: bounds memory and each GIL-free C++ call
+_DAY_US = 86_400 * 1_000_000
+
+
+def _rows_table(payloads: list[bytes]) -> pa.Table:
+    """Spool payloads -> Arrow table in the trace schema.
+
+    Parsed by Arrow's JSON reader, which runs without the GIL: a conversion in the sink's thread
+    then costs the event loop nothing (a per-row ``json.loads`` + ``schema.to_table`` holds the GIL
+    and stalled the loop for tens of ms). Falls back to the row-by-row path if Arrow rejects a value.
+    """
+    try:
+        table = pj.read_json(
+            pa.BufferReader(b"\n".join(payloads)),
+            read_options=pj.ReadOptions(use_threads=False, block_size=_CHUNK_BYTES * 2),
+            parse_options=pj.ParseOptions(explicit_schema=_SPOOL_SCHEMA, unexpected_field_behavior="error"),
         )
-    segment.unlink()
+        table = table.select(schema.COLUMNS).cast(_ARROW_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return schema.to_table(json.loads(p) for p in payloads)
+    columns = []
+    for name in schema.COLUMNS:
+        col = table.column(name)
+        default = schema._DEFAULTS.get(name)
+        if default is not None and col.null_count:
+            col = pc.fill_null(col, pa.scalar(default, col.type))
+        columns.append(col)
+    attempts = columns[schema.COLUMNS.index("attempts")]
+    i = schema.COLUMNS.index("attempt_count")
+    lengths = pc.cast(pc.fill_null(pc.list_value_length(attempts), 0), pa.int32())
+    columns[i] = pc.if_else(pc.equal(columns[i], 0), lengths, columns[i])
+    return pa.Table.from_arrays(columns, schema=schema.SCHEMA)
+
+
+def _chunks(segment: Path) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    size = 0
+    for payload in trace_spool.read_payloads(segment):
+        batch.append(payload)
+        size += len(payload)
+        if size >= _CHUNK_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def convert_segment(traces_dir: Path, segment: Path, instance: str) -> int:
+    """Write a closed segment's rows as Parquet (one file per date) and delete the segment.
+
+    Streams the segment in chunks of ``_CHUNK_BYTES`` (memory stays bounded whatever its size);
+    each date's file is written as a temp file, fsynced and renamed before the segment goes.
+    """
+    writers: dict[str, tuple[pq.ParquetWriter, Path, Path]] = {}
+    rows = 0
+    try:
+        for payloads in _chunks(segment):
+            table = _rows_table(payloads)
+            rows += table.num_rows
+            days = pc.divide(pc.cast(table.column("start_time"), pa.int64()), _DAY_US)
+            for day_number in pc.unique(days).to_pylist():
+                day = (_EPOCH + timedelta(days=day_number)).strftime("%Y-%m-%d")
+                part = table.filter(pc.equal(days, day_number))
+                if day not in writers:
+                    dest = traces_dir / f"date={day}" / f"part-{instance}-{segment.stem}.parquet"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dest.with_name(f".{dest.name}.tmp")
+                    writers[day] = (pq.ParquetWriter(tmp, schema.SCHEMA, compression="zstd"), tmp, dest)
+                writers[day][0].write_table(part)
+        for writer, _, _ in writers.values():
+            writer.close()
+    except BaseException:
+        for writer, tmp, _ in writers.values():
+            writer.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    for _, tmp, dest in writers.values():
+        _fsync_file(tmp)
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    segment.unlink(missing_ok=True)
     _fsync_dir(segment.parent)
-    return sum(len(r) for r in by_date.values())
+    return rows
 
 
 def _try_lock(directory: Path) -> int | None:
-    fd = os.open(directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(directory / _LOCK, os.O_RDONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -130,6 +221,7 @@ class TraceSink:
         self._segment: Path | None = None
         self._seq = 0
         self._rows = 0
+        self._size = 0  # bytes of whole records in the current segment
         self._opened_at = 0.0
         self._dirty = False
         self._stop = threading.Event()
@@ -147,7 +239,6 @@ class TraceSink:
         if self._lock_fd is None:
             raise SinkError(f"trace spool {self.spool} is in use by another process")
         recover(self.traces_dir, skip=self.instance_id)
-        self._open_segment()
         self._thread = threading.Thread(target=self._run, name="codexgate-trace-sink", daemon=True)
         self._thread.start()
 
@@ -164,8 +255,6 @@ class TraceSink:
                 if self._fd is not None:
                     os.close(self._fd)
                     self._fd = None
-            if self._segment is not None and self._segment.exists() and self._segment.stat().st_size == 0:
-                self._segment.unlink()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
@@ -180,14 +269,35 @@ class TraceSink:
                 if self._fd is None:
                     self._open_segment_locked()
                 assert self._fd is not None
-                trace_spool.write_all(self._fd, record)
+                try:
+                    trace_spool.write_all(self._fd, record)
+                except OSError:
+                    self._abandon_segment_locked()
+                    raise
                 self._rows += 1
+                self._size += len(record)
                 self._dirty = True
         except OSError as exc:
             self._failed(f"trace spool {self.spool} not writable: {exc.strerror or exc}")
             raise SinkError(self.last_error) from None
         if self.last_error is not None:
             self._recovered()
+
+    def _abandon_segment_locked(self) -> None:
+        """After a failed write: cut the torn record off and stop appending to this segment.
+
+        A partial record left in place (disk full mid-write) would hide every record written after
+        it once space is back, since readers stop at the first torn record. If the truncate fails
+        too, the torn record stays at the *end* of a closed segment, where it is skipped.
+        The next write opens a new segment; the flusher converts this one.
+        """
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
 
     # ---------------------------------------------------------------- thread side
     def _run(self) -> None:
@@ -204,35 +314,40 @@ class TraceSink:
                     self.flush()
                 except OSError as exc:
                     self._failed(f"cannot write Parquet under {self.traces_dir}: {exc.strerror or exc}")
+                except Exception as exc:  # never let the flusher thread die silently
+                    self._failed(f"cannot convert trace spool {self.spool}: {type(exc).__name__}: {exc}")
 
     def _sync(self) -> None:
+        # fsync a dup: flush() may close the segment's fd meanwhile (and its number be reused)
         with self._lock:
-            fd, dirty, self._dirty = self._fd, self._dirty, False
-        if fd is not None and dirty:
+            fd = os.dup(self._fd) if self._fd is not None and self._dirty else None
+            self._dirty = False
+        if fd is not None:
             try:
                 os.fsync(fd)
             except OSError as exc:
                 self._failed(f"trace spool {self.spool} fsync failed: {exc.strerror or exc}")
+            finally:
+                os.close(fd)
 
     def flush(self) -> None:
         """Rotate the current segment and convert every closed one to Parquet (blocking)."""
         with self._convert:
+            # close the current segment; the next write opens a new one (no idle open fd, so
+            # the filesystem can e.g. be remounted)
             with self._lock:
-                old_fd, old_segment, rows = self._fd, self._segment, self._rows
-                if rows:
-                    self._open_segment_locked()
-            if rows and old_fd is not None:
-                os.fsync(old_fd)
-                os.close(old_fd)
+                old_fd, self._fd, self._segment = self._fd, None, None
+                self._rows = 0
+            if old_fd is not None:
+                try:
+                    os.fsync(old_fd)
+                finally:
+                    os.close(old_fd)
             for segment in sorted(self.spool.glob("seg-*.log")):
-                if segment == self._segment:
-                    continue
-                convert_segment(self.traces_dir, segment, self.instance_id)
-            del old_segment
-
-    def _open_segment(self) -> None:
-        with self._lock:
-            self._open_segment_locked()
+                with self._lock:
+                    current = self._segment
+                if segment != current:
+                    convert_segment(self.traces_dir, segment, self.instance_id)
 
     def _open_segment_locked(self) -> None:
         existing = [int(p.stem.split("-")[1]) for p in self.spool.glob("seg-*.log")]
@@ -240,6 +355,7 @@ class TraceSink:
         self._segment = self.spool / f"seg-{self._seq:08d}.log"
         self._fd = os.open(self._segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._rows = 0
+        self._size = 0
         self._opened_at = time.monotonic()
 
     def _failed(self, message: str) -> None:

@@ -42,21 +42,28 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def read_payloads(path: Path) -> Iterator[bytes]:
+    """JSON payloads of a segment, in order, read incrementally; stops at the first torn or corrupt
+    record (its length or CRC does not match)."""
+    with path.open("rb", buffering=1 << 20) as f:
+        while True:
+            header = f.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return
+            length, crc = _HEADER.unpack(header)
+            payload = f.read(length)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                return
+            yield payload
+
+
 def read_segment(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a segment, in order; stops at the first torn or corrupt record."""
-    data = path.read_bytes()
-    pos = 0
-    while pos + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, pos)
-        start = pos + _HEADER.size
-        payload = data[start : start + length]
-        if len(payload) != length or zlib.crc32(payload) != crc:
-            return
+    for payload in read_payloads(path):
         try:
             yield json.loads(payload)
         except ValueError:
             return
-        pos = start + length
 
 
 def micros_date(micros: int) -> str:
