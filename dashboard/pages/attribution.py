@@ -1,0 +1,163 @@
+"""Attribution: spend by org / team / project / developer / tag, and budget burn-down with the projected
+exhaustion time (budgets from the vault, when one is configured)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+from analytics import queries
+from analytics.access import ViewerScope
+from analytics.budgets import Budget
+from analytics.report_cli import budgets_from_vault
+from dashboard import auth, data
+
+DIMENSIONS = {"Team": "team", "Org": "org", "Project": "project", "Developer": "developer", "Model": "model"}
+
+
+def vault_budgets() -> tuple[list[Budget], str | None]:
+    """Budgets configured in the vault, and why there are none (None when there are some)."""
+    if not os.environ.get("CODEXGATE_VAULT"):
+        return [], "No budgets are configured (set CODEXGATE_VAULT and its key to read them from the vault)."
+    try:
+        vault = auth.load_vault()
+        budgets = budgets_from_vault(vault) if vault is not None else []
+    except Exception as exc:  # unreadable vault: one line, not a traceback
+        return [], f"The vault cannot be read: {exc}"
+    if not budgets:
+        return [], "No budgets are configured in the vault."
+    return budgets, None
+
+
+def spend_section(scope: ViewerScope, since: datetime, until: datetime) -> None:
+    left, right = st.columns([2, 1])
+    label = left.radio("Group by", [*DIMENSIONS, "Tag"], horizontal=True, key="attr_dim")
+    if label == "Tag":
+        tag = right.text_input("Tag key", value="cost_center", key="attr_tag")
+        dim = queries.TAG_PREFIX + tag.strip()
+    else:
+        dim = DIMENSIONS[label]
+    try:
+        frame = data.run("spend", scope, by=(dim,), since=since, until=until)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    if frame.is_empty():
+        st.info("No calls in this time range.")
+        return
+    frame = frame.with_columns(pl.col(dim).cast(pl.String).fill_null("(none)"))
+    chart = (
+        alt.Chart(frame.head(40))
+        .mark_bar()
+        .encode(
+            y=alt.Y(f"{dim}:N", sort="-x", title=label if label != "Tag" else dim),
+            x=alt.X("cost_usd:Q", title="spend (USD)"),
+            tooltip=[dim, "cost_usd", "requests", "input_tokens", "output_tokens", "unpriced_requests"],
+        )
+        .properties(height=max(160, 22 * min(frame.height, 40)))
+    )
+    st.altair_chart(chart, width="stretch")
+    st.dataframe(
+        frame.select(
+            dim,
+            "cost_usd",
+            "requests",
+            "input_tokens",
+            "cached_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "unpriced_requests",
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={"cost_usd": st.column_config.NumberColumn("spend", format="$%.4f")},
+    )
+
+
+def burn_down(budget_row: dict[str, Any], scope: ViewerScope) -> alt.LayerChart | None:
+    """Cumulative spend in the budget's period with the budget line and the projection."""
+    kind, name = budget_row["scope_kind"], budget_row["name"]
+    start, now = budget_row["period_start"], datetime.now(UTC)
+    by = ("key_id",) if kind == "key" else ("org", "team")
+    hourly = data.run("spend", scope, by=by, bucket="hour", since=start, until=now)
+    if kind == "key":
+        mine = hourly.filter(pl.col("key_id") == name)
+    elif "/" in name:
+        org, team = name.split("/", 1)
+        mine = hourly.filter((pl.col("org") == org) & (pl.col("team") == team))
+    else:
+        mine = hourly.filter(pl.col("team") == name)
+    mine = (
+        mine.group_by("bucket")
+        .agg(pl.col("cost_usd").fill_null(0.0).sum())
+        .sort("bucket")
+        .with_columns(pl.col("cost_usd").cum_sum().alias("spent"))
+    )
+    if mine.is_empty():
+        return None
+    line = (
+        alt.Chart(mine).mark_line().encode(x=alt.X("bucket:T", title=None), y=alt.Y("spent:Q", title="USD"))
+    )
+    limit = alt.Chart(pl.DataFrame({"amount": [budget_row["amount_usd"]]})).mark_rule(
+        color="red", strokeDash=[4, 4]
+    )
+    layers = [line, limit.encode(y="amount:Q")]
+    eta = budget_row["projected_exhaustion"]
+    if eta is not None and budget_row["status"] == "at_risk":
+        proj = pl.DataFrame(
+            {"bucket": [now, eta], "spent": [budget_row["spent_usd"], budget_row["amount_usd"]]}
+        )
+        layers.append(
+            alt.Chart(proj).mark_line(strokeDash=[2, 2], color="orange").encode(x="bucket:T", y="spent:Q")
+        )
+    return alt.layer(*layers).properties(height=220)
+
+
+def budget_section(scope: ViewerScope) -> None:
+    st.header("Budgets")
+    budgets, why = vault_budgets()
+    if why:
+        st.info(why)
+        return
+    store = data.store()
+    status = queries.budget_status(store, budgets, scope=scope)
+    if status.is_empty():
+        st.info("No budget applies to what you can see.")
+        return
+    for row in status.iter_rows(named=True):
+        label = f"{row['scope_kind']} budget **{row['name']}** · {row['period']} · ${row['amount_usd']:,.2f}"
+        st.markdown(label)
+        st.progress(
+            min(1.0, max(0.0, row["used_fraction"])),
+            text=f"${row['spent_usd']:,.2f} spent ({row['used_fraction']:.0%})",
+        )
+        if row["status"] == "exhausted":
+            st.error(f"Exhausted at {row['projected_exhaustion']:%Y-%m-%d %H:%M} UTC.")
+        elif row["status"] == "at_risk":
+            st.warning(
+                f"At ${row['burn_usd_per_hour']:,.2f}/h it runs out at {row['projected_exhaustion']:%Y-%m-%d %H:%M} UTC, "
+                f"before the period ends ({row['period_end']:%Y-%m-%d})."
+            )
+        else:
+            st.caption(f"On track (${row['burn_usd_per_hour']:,.3f}/h).")
+        chart = burn_down(row, scope)
+        if chart is not None:
+            st.altair_chart(chart, width="stretch")
+    st.dataframe(status, hide_index=True, width="stretch")
+
+
+def render() -> None:
+    viewer = auth.require_viewer()
+    data.require_store()
+    since, until = data.time_range()
+    st.title("Attribution")
+    spend_section(viewer.scope, since, until)
+    budget_section(viewer.scope)
+
+
+render()
