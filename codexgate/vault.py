@@ -36,6 +36,7 @@ PROVIDER_KINDS = ("openai", "azure", "anthropic", "openai_compatible")
 PRIVACY_MODES = ("full", "metrics_only", "redacted")
 BUDGET_PERIODS = ("day", "week", "month")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DEVELOPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")  # developers are often e-mail addresses
 _KEY = re.compile(r"^cgk_([0-9a-f]{12})_([A-Za-z0-9_\-]{20,})$")
 
 
@@ -358,7 +359,8 @@ class Vault:
     ) -> tuple[GatewayKey, str]:
         team_entry = self.team(f"{org}/{team}")
         validate_name("project", project)
-        validate_name("developer", developer)
+        if not _DEVELOPER.match(developer or ""):
+            raise VaultError(f"invalid developer name {developer!r}: letters, digits, '.', '_', '-', '+', '@' (max 128)")
         providers = [validate_glob(g) for g in (providers or ["*"])]
         models = [validate_glob(g) for g in (models or ["*"])]
         mode = privacy_mode or team_entry.privacy_mode
