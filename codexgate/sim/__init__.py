@@ -1,0 +1,2 @@
+"""Building blocks of the simulated model provider; see :mod:`codexgate.simprovider` for what it
+does and how to run it."""
