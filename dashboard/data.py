@@ -40,6 +40,21 @@ QUERIES: dict[str, Callable[..., pl.DataFrame]] = {
 }
 
 
+def use_app_navigation() -> None:
+    """Run pages through ``app.py``'s ``st.navigation`` even when the first request of a fresh server
+    is a page URL such as ``/replay``.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as a legacy multipage app until some
+    run has called ``st.navigation``; until then ``/replay`` would run this page file alone (no titles,
+    no wide layout). Clearing that flag and rerunning makes the entry script run, which picks the
+    page by its ``url_path``. Has no effect when a page runs standalone (AppTest)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def traces_dir() -> str:
     return str(Path(os.environ.get(TRACES_ENV) or DEFAULT_TRACES).expanduser().resolve())
 

@@ -152,6 +152,7 @@ def budget_section(scope: ViewerScope) -> None:
 
 
 def render() -> None:
+    data.use_app_navigation()
     viewer = auth.require_viewer()
     data.require_store()
     since, until = data.time_range()

@@ -9,6 +9,7 @@ from dashboard import auth, data
 
 
 def render() -> None:
+    data.use_app_navigation()
     viewer = auth.require_viewer()
     data.require_store()
     since, until = data.time_range()

@@ -18,6 +18,7 @@ def fmt_int(value: int | float | None) -> str:
 
 
 def render() -> None:
+    data.use_app_navigation()
     viewer = auth.require_viewer()
     data.require_store()
     since, until = data.time_range()

@@ -80,7 +80,7 @@ def waterfall(steps: list[Step], current: int) -> alt.LayerChart:
         (pl.col("ttft_ms") / 1000).alias("ttft_s"),
         (pl.col("step") == current).alias("current"),
     )
-    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=320))
+    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=320, labelOverlap=False))
     color = alt.Color(
         "outcome:N",
         scale=alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values())),
@@ -334,6 +334,7 @@ def render_step(step: Step, n: int, session_id: str, viewer: auth.Viewer) -> Non
 
 
 def render() -> None:
+    data.use_app_navigation()
     viewer = auth.require_viewer()
     data.require_store()
     st.title("Replay")

@@ -18,6 +18,7 @@ def replay_link(session_id: str, step: int = 1) -> str:
 
 
 def render() -> None:
+    data.use_app_navigation()
     viewer = auth.require_viewer()
     data.require_store()
     since, until = data.time_range()
