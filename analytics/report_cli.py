@@ -270,7 +270,10 @@ def cmd_spend(args: argparse.Namespace) -> int:
     scope = _scope(args)
     if args.vault:
         budgets = load_vault_budgets(Path(args.vault), args.vault_key_file)
-        return _run(args, "budgets", lambda s: queries.budget_status(s, budgets, scope=scope))
+        if not budgets:
+            raise CliError(f"no budgets configured on keys or teams in {args.vault}")
+        now = parse_time(args.as_of) if args.as_of else None
+        return _run(args, "budgets", lambda s: queries.budget_status(s, budgets, now=now, scope=scope))
     by = _by(args.by, ["team"])
     n_dims = len(by) + (1 if args.bucket else 0)
     return _run(args, "spend", lambda s: queries.spend(s, by, since, until, args.bucket, scope), n_dims)
@@ -412,6 +415,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p, by_help="group by (default: team)")
     p.add_argument("--bucket", choices=queries.BUCKETS, help="also split by hour, day or week")
     p.add_argument("--vault", help="show spend against the budgets configured on keys/teams in this vault")
+    p.add_argument("--as-of", help="with --vault: evaluate the budget periods at this time (default: now)")
     p.add_argument(
         "--vault-key-file",
         default=os.environ.get("CODEXGATE_VAULT_KEY_FILE"),

@@ -157,3 +157,51 @@ def test_user_errors_are_one_line(traces: Path, tmp_path: Path) -> None:
     backwards = run("spend", "--traces", str(traces), "--since", "2026-11-03", "--until", "2026-11-01")
     assert backwards.returncode == 2 and "--since must be before --until" in backwards.stderr
     assert "Traceback" not in missing.stderr + empty.stderr + bad_by.stderr + bad_time.stderr
+
+
+def _vault_with_budgets(folder: Path) -> tuple[Path, Path]:
+    from codexgate.vault import Vault, generate_secret
+
+    secret = generate_secret()
+    key_file = folder / "vault.key"
+    key_file.write_bytes(secret)
+    vault = Vault()
+    vault.add_team("acme", "payments", budget_usd=0.05, budget_period="week")
+    vault.add_team("globex", "infra", budget_usd=1.0, budget_period="day")
+    vault.add_team("globex", "research")  # no budget: not reported
+    entry, _plain = vault.create_key(
+        org="globex",
+        team="infra",
+        project="terraform",
+        developer="carol",
+        budget_usd=0.1,
+        budget_period="day",
+    )
+    # the fixture's traces carry key_id "k_carol"; give the vault entry that id
+    del vault.keys[entry.key_id]
+    entry.key_id = "k_carol"
+    vault.keys["k_carol"] = entry
+    path = folder / "vault.enc"
+    vault.save(path, secret)
+    return path, key_file
+
+
+def test_spend_against_vault_budgets(traces: Path, tmp_path: Path) -> None:
+    vault, key_file = _vault_with_budgets(tmp_path)
+    args = ["spend", "--traces", str(traces), "--vault", str(vault), "--as-of", "2026-11-03T13:00"]
+    rows = {
+        r["name"]: r for r in json.loads(ok(*args, "--vault-key-file", str(key_file), "--format", "json"))
+    }
+    assert set(rows) == {"acme/payments", "globex/infra", "k_carol"}
+    assert rows["acme/payments"]["status"] == "exhausted" and rows["acme/payments"][
+        "spent_usd"
+    ] == pytest.approx(0.06)
+    assert rows["globex/infra"]["status"] == "ok" and rows["globex/infra"]["projected_exhaustion"] is None
+    assert rows["k_carol"]["status"] == "at_risk"
+    assert rows["k_carol"]["projected_exhaustion"].startswith("2026-11-03T14:26:40")
+    # the key may also come from the environment, as for the gateway
+    table = ok(*args, env={"CODEXGATE_VAULT_KEY": key_file.read_text()})
+    assert "exhausted" in table and "at_risk" in table
+    wrong = run(*args, "--vault-key-file", str(traces / "date=2026-11-02" / "part-0.parquet"))
+    assert wrong.returncode == 2 and wrong.stderr.startswith("codexgate: error: cannot open vault")
+    assert len(wrong.stderr.strip().splitlines()) == 1
