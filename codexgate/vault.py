@@ -1,28 +1,33 @@
 """The encrypted vault: provider credentials, teams, gateway keys (as hashes) and routes.
 
-File format: a Fernet token (AES-128-CBC + HMAC-SHA256, from ``cryptography``) over a JSON
-document with ``format_version``. The 32-byte Fernet key comes from the environment variable
-``CODEXGATE_VAULT_KEY`` or a key file, never from beside the vault.
+File format: one Fernet token (from ``cryptography``) over a UTF-8 JSON document carrying
+``format_version``. Fernet rather than hand-rolled AES-GCM: its token already has a version
+byte, a fresh random IV per save and authentication (AES-128-CBC, then HMAC-SHA256 over the
+whole token), so a wrong key, a truncated file and a tampered file are all rejected the same
+way, and there are no nonce or header decisions to get wrong. Its key is a 44-character
+url-safe base64 string that fits an environment variable (``CODEXGATE_VAULT_KEY``) or a key
+file, which must never lie beside the vault. The vault is small, so Fernet's base64 overhead
+costs nothing that matters (1,000 keys load in a few milliseconds).
 
-Gateway keys look like ``cgk_<key_id>_<secret>``; only ``sha256:<hex>`` of the whole key is
-stored. The secret is 256 random bits, so a fast hash is enough (there is nothing to
-brute-force; slow password hashes such as argon2 would only slow down every request).
+Gateway keys (see ``codexgate.keys``) are stored only as ``sha256:<hex>`` of the whole key.
+
 Saving is atomic: a temp file in the same directory, fsync, ``os.replace``, fsync of the
-directory — a reader sees the old vault or the new one, never half of one.
+directory — a reader (the gateway reloads on change) sees the old vault or the new one,
+never half of one. ``Vault.load`` is a pure function of the file: safe from any thread.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import json
+import math
 import os
 import re
-import secrets
 import tempfile
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,67 +35,159 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from codexgate.keys import AuthError, fingerprint, hash_key, new_key, new_key_id, parse_key
+
+__all__ = [
+    "AuthError",
+    "GatewayKey",
+    "KeyHash",
+    "ProviderCredential",
+    "Route",
+    "Team",
+    "Vault",
+    "VaultError",
+    "generate_secret",
+    "hash_key",
+    "load_secret",
+    "parse_key",
+    "validate_glob",
+]
+
 FORMAT_VERSION = 1
 KEY_ENV = "CODEXGATE_VAULT_KEY"
 PROVIDER_KINDS = ("openai", "azure", "anthropic", "openai_compatible")
 PRIVACY_MODES = ("full", "metrics_only", "redacted")
 BUDGET_PERIODS = ("day", "week", "month")
+ROUTE_APIS = ("*", "responses", "chat_completions", "anthropic_messages")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEVELOPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")  # developers are often e-mail addresses
-_KEY = re.compile(r"^cgk_([0-9a-f]{12})_([A-Za-z0-9_\-]{20,})$")
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class VaultError(Exception):
     """The vault cannot be used, or an edit is invalid. One line; never contains a secret."""
 
 
-class AuthError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# ---------------------------------------------------------------------------- time
+
+
+def _aware(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, so comparisons never mix naive and aware."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _ts(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
+    return _aware(value).astimezone(UTC).isoformat() if value is not None else None
 
 
 def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return _aware(datetime.fromisoformat(value)) if value else None
+
+
+# ---------------------------------------------------------------------------- validation
 
 
 def validate_name(kind: str, value: str) -> str:
-    if not _NAME.match(value or ""):
+    if not isinstance(value, str) or not _NAME.match(value):
         raise VaultError(f"invalid {kind} name {value!r}: use letters, digits, '.', '_' or '-' (max 64)")
     return value
 
 
-def validate_glob(value: str) -> str:
-    if not value or value != value.strip() or any(c.isspace() for c in value):
-        raise VaultError(f"invalid glob {value!r}: empty or contains whitespace")
-    depth = 0
-    for c in value:
-        if c == "[":
-            if depth:
-                raise VaultError(f"invalid glob {value!r}: nested '['")
-            depth = 1
-        elif c == "]" and depth:
-            depth = 0
-    if depth:
-        raise VaultError(f"invalid glob {value!r}: unbalanced '['")
+def validate_developer(value: str) -> str:
+    if not isinstance(value, str) or not _DEVELOPER.match(value):
+        raise VaultError(
+            f"invalid developer name {value!r}: use letters, digits, '.', '_', '-', '+' or '@' (max 128)"
+        )
     return value
 
 
-def hash_key(full_key: str) -> str:
-    return "sha256:" + hashlib.sha256(full_key.encode()).hexdigest()
+def validate_glob(value: str) -> str:
+    """An ``fnmatch`` pattern: non-empty, no whitespace or control characters, every ``[``
+    closed (fnmatch would silently treat an unclosed ``[`` as a literal)."""
+    if not isinstance(value, str) or not value:
+        raise VaultError("invalid glob '': a pattern cannot be empty")
+    if len(value) > 200 or any(c.isspace() for c in value) or _CONTROL.search(value):
+        raise VaultError(f"invalid glob {value!r}: contains whitespace or control characters, or is too long")
+    i, n = 0, len(value)
+    while i < n:
+        if value[i] == "[":
+            j = i + 1
+            if j < n and value[j] == "!":
+                j += 1
+            if j < n and value[j] == "]":  # a ']' first in a class is a literal
+                j += 1
+            close = value.find("]", j)
+            if close < 0:
+                raise VaultError(f"invalid glob {value!r}: unbalanced '['")
+            i = close + 1
+        else:
+            i += 1
+    return value
 
 
-def parse_key(presented: str) -> tuple[str, str]:
-    """``(key_id, full_key)`` of a presented gateway key, or ``AuthError``."""
-    m = _KEY.match(presented.strip())
-    if not m:
-        raise AuthError("invalid_api_key", "This is not a valid codexgate key (expected cgk_<id>_<secret>).")
-    return m.group(1), presented.strip()
+def validate_globs(values: Iterable[str] | None) -> list[str]:
+    globs = ["*"] if values is None else [validate_glob(v) for v in values]
+    if not globs:
+        raise VaultError("a scope needs at least one pattern (use '*' for all)")
+    return globs
+
+
+def validate_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in (tags or {}).items():
+        validate_name("tag", k)
+        if not isinstance(v, str) or not v or len(v) > 256 or _CONTROL.search(v):
+            raise VaultError(f"invalid value for tag {k!r}: 1-256 printable characters")
+        out[k] = v
+    return out
+
+
+def validate_host(value: str) -> str:
+    if not isinstance(value, str) or not _HOST.match(value):
+        raise VaultError(
+            f"invalid host {value!r}: a bare hostname such as api.openai.com (no scheme or port)"
+        )
+    return value.lower()
+
+
+def validate_api_key(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise VaultError("a provider needs a non-empty API key")
+    if any(c.isspace() for c in value) or _CONTROL.search(value) or not value.isascii():
+        # it is sent as an HTTP header: refuse anything that could break or inject one
+        raise VaultError("the provider API key contains whitespace, control or non-ASCII characters")
+    return value
+
+
+def validate_privacy(value: str) -> str:
+    if value not in PRIVACY_MODES:
+        raise VaultError(f"unknown privacy mode {value!r} (use {', '.join(PRIVACY_MODES)})")
+    return value
+
+
+def validate_budget(amount: float | None, period: str | None) -> None:
+    if (amount is None) != (period is None):
+        raise VaultError("a budget needs both an amount (USD) and a period (day, week or month)")
+    if amount is not None and (not math.isfinite(amount) or amount <= 0):
+        raise VaultError("a budget must be a positive, finite amount of USD")
+    if period is not None and period not in BUDGET_PERIODS:
+        raise VaultError(f"unknown budget period {period!r} (use day, week or month)")
+
+
+def split_team(path: str) -> tuple[str, str]:
+    """``"org/team"`` -> ``("org", "team")``, validated."""
+    org, sep, name = (path or "").partition("/")
+    if not sep:
+        raise VaultError(f"invalid team {path!r}: expected ORG/TEAM")
+    return validate_name("org", org), validate_name("team", name)
+
+
+def api_family(kind: str) -> str:
+    return "anthropic" if kind == "anthropic" else "openai"
+
+
+# ---------------------------------------------------------------------------- data model
 
 
 @dataclass
@@ -109,13 +206,27 @@ class ProviderCredential:
             self.hosts = [host] if host else []
 
     def fingerprint(self) -> str:
-        return "sha256:" + hashlib.sha256(self.api_key.encode()).hexdigest()[:12] + "…"
+        return fingerprint(self.api_key)
+
+    def validate(self) -> None:
+        validate_name("provider", self.name)
+        if self.kind not in PROVIDER_KINDS:
+            raise VaultError(f"unknown provider kind {self.kind!r} (use {', '.join(PROVIDER_KINDS)})")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise VaultError(f"invalid base URL {self.base_url!r} (expected http(s)://host[:port]/path)")
+        if parts.query or parts.fragment:
+            raise VaultError(f"invalid base URL {self.base_url!r}: no query or fragment")
+        validate_api_key(self.api_key)
+        if self.api_version is not None and (not self.api_version or _CONTROL.search(self.api_version)):
+            raise VaultError("invalid api version")
+        self.hosts = [validate_host(h) for h in self.hosts or []]
 
 
 @dataclass
 class KeyHash:
     hash: str
-    not_after: datetime | None = None
+    not_after: datetime | None = None  # None: the current hash; set on rotation to now + grace
 
 
 @dataclass
@@ -136,11 +247,19 @@ class GatewayKey:
     budget_period: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     description: str = ""
+    revoked_at: datetime | None = None  # set by revoke_key: a revoked key cannot be enabled again
+
+    @property
+    def team_path(self) -> str:
+        return f"{self.org}/{self.team}"
 
     def status(self, now: datetime) -> str:
-        if not self.enabled:
+        """``active``, ``disabled``, ``revoked`` or ``expired`` at ``now``."""
+        if self.revoked_at is not None:
             return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
+        if not self.enabled:
+            return "disabled"
+        if self.expires_at is not None and self.expires_at <= _aware(now):
             return "expired"
         return "active"
 
@@ -166,61 +285,150 @@ class Route:
     api: str = "*"
 
 
-def _check_budget(amount: float | None, period: str | None) -> None:
-    if (amount is None) != (period is None):
-        raise VaultError("a budget needs both an amount and a period (day, week or month)")
-    if amount is not None and amount <= 0:
-        raise VaultError("a budget must be a positive amount of USD")
-    if period is not None and period not in BUDGET_PERIODS:
-        raise VaultError(f"unknown budget period {period!r} (use day, week or month)")
+# ---------------------------------------------------------------------------- (de)serialisation
+
+
+def _provider_to_dict(p: ProviderCredential) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "kind": p.kind,
+        "base_url": p.base_url,
+        "api_key": p.api_key,
+        "api_version": p.api_version,
+        "hosts": list(p.hosts or []),
+        "default": p.default,
+    }
+
+
+def _key_to_dict(k: GatewayKey) -> dict[str, Any]:
+    return {
+        "key_id": k.key_id,
+        "org": k.org,
+        "team": k.team,
+        "project": k.project,
+        "developer": k.developer,
+        "hashes": [{"hash": h.hash, "not_after": _ts(h.not_after)} for h in k.hashes],
+        "providers": list(k.providers),
+        "models": list(k.models),
+        "expires_at": _ts(k.expires_at),
+        "enabled": k.enabled,
+        "tags": dict(k.tags),
+        "privacy_mode": k.privacy_mode,
+        "budget_usd": k.budget_usd,
+        "budget_period": k.budget_period,
+        "created_at": _ts(k.created_at),
+        "description": k.description,
+        "revoked_at": _ts(k.revoked_at),
+    }
+
+
+def _key_from_dict(d: Mapping[str, Any]) -> GatewayKey:
+    return GatewayKey(
+        key_id=d["key_id"],
+        org=d["org"],
+        team=d["team"],
+        project=d["project"],
+        developer=d["developer"],
+        hashes=[KeyHash(h["hash"], _dt(h.get("not_after"))) for h in d.get("hashes", ())],
+        providers=list(d.get("providers", ["*"])),
+        models=list(d.get("models", ["*"])),
+        expires_at=_dt(d.get("expires_at")),
+        enabled=bool(d.get("enabled", True)),
+        tags=dict(d.get("tags") or {}),
+        privacy_mode=d.get("privacy_mode", "full"),
+        budget_usd=d.get("budget_usd"),
+        budget_period=d.get("budget_period"),
+        created_at=_dt(d.get("created_at")) or datetime(1970, 1, 1, tzinfo=UTC),
+        description=d.get("description", ""),
+        revoked_at=_dt(d.get("revoked_at")),
+    )
+
+
+def _team_from_dict(d: Mapping[str, Any]) -> Team:
+    return Team(
+        org=d["org"],
+        name=d["name"],
+        privacy_mode=d.get("privacy_mode", "full"),
+        budget_usd=d.get("budget_usd"),
+        budget_period=d.get("budget_period"),
+        admins=list(d.get("admins", [])),
+    )
+
+
+def _provider_from_dict(d: Mapping[str, Any]) -> ProviderCredential:
+    hosts = d.get("hosts")
+    return ProviderCredential(
+        name=d["name"],
+        kind=d["kind"],
+        base_url=d["base_url"],
+        api_key=d["api_key"],
+        api_version=d.get("api_version"),
+        hosts=list(hosts) if hosts is not None else None,
+        default=bool(d.get("default", False)),
+    )
+
+
+# ---------------------------------------------------------------------------- the vault
 
 
 @dataclass
 class Vault:
     providers: dict[str, ProviderCredential] = field(default_factory=dict)
-    teams: dict[str, Team] = field(default_factory=dict)
-    keys: dict[str, GatewayKey] = field(default_factory=dict)
-    routes: list[Route] = field(default_factory=list)
+    teams: dict[str, Team] = field(default_factory=dict)  # "org/team" -> Team
+    keys: dict[str, GatewayKey] = field(default_factory=dict)  # key_id -> GatewayKey
+    routes: list[Route] = field(default_factory=list)  # first match wins
     rotation_grace_seconds: int = 3600
     org_admin_key_ids: list[str] = field(default_factory=list)
 
-    # ---------------------------------------------------------------- file
+    # ------------------------------------------------------------ file
     @classmethod
     def load(cls, path: Path, secret: bytes) -> Vault:
+        """Read and decrypt ``path``. Raises ``VaultError`` (one line, no secret) on any problem."""
         path = Path(path)
         try:
             token = path.read_bytes()
         except FileNotFoundError:
             raise VaultError(f"vault {path} does not exist (create it with `codexgate init`)") from None
+        except IsADirectoryError:
+            raise VaultError(f"vault {path} is a directory, not a vault file") from None
         except OSError as exc:
             raise VaultError(f"vault {path} cannot be read: {exc.strerror}") from None
+        fernet = _fernet(secret)
         try:
-            plain = Fernet(secret).decrypt(token)
+            plain = fernet.decrypt(token)
         except (InvalidToken, ValueError, TypeError):
             raise VaultError(
                 f"vault {path} cannot be decrypted with the given key (wrong {KEY_ENV} or key file?)"
             ) from None
         try:
-            return cls.from_dict(json.loads(plain))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VaultError(f"vault {path} is corrupt ({type(exc).__name__})") from None
+            doc = json.loads(plain)
+        except ValueError:
+            raise VaultError(f"vault {path} is corrupt (not JSON after decryption)") from None
+        version = doc.get("format_version") if isinstance(doc, dict) else None
+        if version != FORMAT_VERSION:
+            if isinstance(version, int) and version > FORMAT_VERSION:
+                raise VaultError(
+                    f"vault {path} has format_version {version}; this codexgate reads {FORMAT_VERSION} (upgrade it)"
+                )
+            raise VaultError(f"vault {path} is corrupt (missing or unknown format_version)")
+        try:
+            return cls.from_dict(doc)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise VaultError(f"vault {path} is corrupt ({type(exc).__name__} in its contents)") from None
 
     def save(self, path: Path, secret: bytes) -> None:
+        """Encrypt and write atomically (temp file + fsync + ``os.replace`` + fsync of the dir)."""
         path = Path(path)
-        try:
-            token = Fernet(secret).encrypt(json.dumps(self.to_dict()).encode())
-        except (ValueError, TypeError):
-            raise VaultError(
-                "the vault key is not a valid key (expected 32 url-safe base64-encoded bytes)"
-            ) from None
+        token = _fernet(secret).encrypt(json.dumps(self.to_dict(), separators=(",", ":")).encode())
         directory = path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        if not directory.is_dir():
+            raise VaultError(f"cannot save vault {path}: directory {directory} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)  # mode 0600
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(token)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -234,66 +442,66 @@ class Vault:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
-            "providers": {n: asdict(p) for n, p in self.providers.items()},
-            "teams": {n: asdict(t) for n, t in self.teams.items()},
-            "keys": {
-                kid: {
-                    **asdict(k),
-                    "hashes": [{"hash": h.hash, "not_after": _ts(h.not_after)} for h in k.hashes],
-                    "expires_at": _ts(k.expires_at),
-                    "created_at": _ts(k.created_at),
+            "providers": {n: _provider_to_dict(p) for n, p in self.providers.items()},
+            "teams": {
+                n: {
+                    "org": t.org,
+                    "name": t.name,
+                    "privacy_mode": t.privacy_mode,
+                    "budget_usd": t.budget_usd,
+                    "budget_period": t.budget_period,
+                    "admins": list(t.admins),
                 }
-                for kid, k in self.keys.items()
+                for n, t in self.teams.items()
             },
-            "routes": [asdict(r) for r in self.routes],
+            "keys": {kid: _key_to_dict(k) for kid, k in self.keys.items()},
+            "routes": [{"model": r.model, "provider": r.provider, "api": r.api} for r in self.routes],
             "rotation_grace_seconds": self.rotation_grace_seconds,
             "org_admin_key_ids": list(self.org_admin_key_ids),
         }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Vault:
-        if doc.get("format_version") != FORMAT_VERSION:
-            raise ValueError("unsupported vault format_version")
-        keys = {}
-        for kid, k in doc.get("keys", {}).items():
-            k = dict(k)
-            k["hashes"] = [KeyHash(h["hash"], _dt(h.get("not_after"))) for h in k.get("hashes", [])]
-            k["expires_at"] = _dt(k.get("expires_at"))
-            k["created_at"] = _dt(k.get("created_at")) or datetime.now(UTC)
-            keys[kid] = GatewayKey(**k)
+        """The vault of a decrypted document (fields unknown to this version are ignored)."""
         return cls(
-            providers={n: ProviderCredential(**p) for n, p in doc.get("providers", {}).items()},
-            teams={n: Team(**t) for n, t in doc.get("teams", {}).items()},
-            keys=keys,
-            routes=[Route(**r) for r in doc.get("routes", [])],
+            providers={n: _provider_from_dict(p) for n, p in doc.get("providers", {}).items()},
+            teams={n: _team_from_dict(t) for n, t in doc.get("teams", {}).items()},
+            keys={kid: _key_from_dict(k) for kid, k in doc.get("keys", {}).items()},
+            routes=[Route(r["model"], r["provider"], r.get("api", "*")) for r in doc.get("routes", [])],
             rotation_grace_seconds=int(doc.get("rotation_grace_seconds", 3600)),
             org_admin_key_ids=list(doc.get("org_admin_key_ids", [])),
         )
 
-    # ---------------------------------------------------------------- authentication
+    # ------------------------------------------------------------ authentication
     def authenticate(self, presented: str, now: datetime) -> GatewayKey:
+        """The key entry of a presented gateway key, or ``AuthError``.
+
+        Unknown key id, wrong secret or a rotated-out hash past its grace: ``invalid_api_key``
+        (said before anything about the key's state, so only a holder of the secret learns
+        it); then ``revoked_api_key`` (revoked or disabled) and ``expired_api_key``.
+        """
+        now = _aware(now)
         key_id, full = parse_key(presented)
         entry = self.keys.get(key_id)
         digest = hash_key(full)
         matched = False
         if entry is not None:
-            for h in entry.hashes:  # compare against every hash: no early exit on the secret
+            for h in entry.hashes:  # compare against every hash: no early exit that depends on the secret
                 ok = hmac.compare_digest(h.hash, digest) and (h.not_after is None or now < h.not_after)
                 matched = matched or ok
         if entry is None or not matched:
-            raise AuthError(
-                "invalid_api_key", f"Unknown gateway key (key id {key_id}): not a valid codexgate key."
-            )
-        status = entry.status(now)
-        if status == "revoked":
+            raise AuthError("invalid_api_key", f"Invalid codexgate key (key id {key_id}).")
+        if entry.revoked_at is not None:
             raise AuthError("revoked_api_key", f"Gateway key {key_id} has been revoked.")
-        if status == "expired":
+        if not entry.enabled:
+            raise AuthError("revoked_api_key", f"Gateway key {key_id} is disabled.")
+        if entry.expires_at is not None and entry.expires_at <= now:
             raise AuthError(
                 "expired_api_key", f"Gateway key {key_id} expired at {entry.expires_at:%Y-%m-%d %H:%M} UTC."
             )
         return entry
 
-    # ---------------------------------------------------------------- edits
+    # ------------------------------------------------------------ teams
     def team(self, path: str) -> Team:
         team = self.teams.get(path)
         if team is None:
@@ -303,43 +511,123 @@ class Vault:
             )
         return team
 
-    def add_team(self, org: str, name: str, **kwargs: Any) -> Team:
+    def add_team(
+        self,
+        org: str,
+        name: str,
+        *,
+        privacy_mode: str = "full",
+        budget_usd: float | None = None,
+        budget_period: str | None = None,
+        admins: list[str] | None = None,
+    ) -> Team:
         validate_name("org", org)
         validate_name("team", name)
-        if kwargs.get("privacy_mode", "full") not in PRIVACY_MODES:
-            raise VaultError(
-                f"unknown privacy mode {kwargs['privacy_mode']!r} (use {', '.join(PRIVACY_MODES)})"
-            )
-        _check_budget(kwargs.get("budget_usd"), kwargs.get("budget_period"))
-        team = Team(org=org, name=name, **kwargs)
+        if f"{org}/{name}" in self.teams:
+            raise VaultError(f"team {org}/{name} already exists")
+        validate_privacy(privacy_mode)
+        validate_budget(budget_usd, budget_period)
+        team = Team(
+            org, name, privacy_mode, budget_usd, budget_period, [validate_developer(a) for a in admins or []]
+        )
         self.teams[team.path] = team
         return team
 
-    def add_provider(self, provider: ProviderCredential) -> None:
-        validate_name("provider", provider.name)
-        if provider.kind not in PROVIDER_KINDS:
-            raise VaultError(f"unknown provider kind {provider.kind!r} (use {', '.join(PROVIDER_KINDS)})")
-        parts = urlsplit(provider.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise VaultError(f"invalid base URL {provider.base_url!r} (expected http(s)://host/...)")
-        if not provider.api_key:
-            raise VaultError("a provider needs a non-empty API key")
-        if provider.default:
+    def update_team(
+        self,
+        path: str,
+        *,
+        privacy_mode: str | None = None,
+        budget_usd: float | None = None,
+        budget_period: str | None = None,
+        clear_budget: bool = False,
+        admins: list[str] | None = None,
+    ) -> Team:
+        team = self.team(path)
+        if privacy_mode is not None:
+            validate_privacy(privacy_mode)
+        amount, period = team.budget_usd, team.budget_period
+        if clear_budget:
+            amount, period = None, None
+        if budget_usd is not None or budget_period is not None:
+            amount, period = budget_usd, budget_period
+        validate_budget(amount, period)
+        new_admins = [validate_developer(a) for a in admins] if admins is not None else team.admins
+        team.privacy_mode = privacy_mode or team.privacy_mode
+        team.budget_usd, team.budget_period, team.admins = amount, period, new_admins
+        return team
+
+    # ------------------------------------------------------------ providers
+    def provider(self, name: str) -> ProviderCredential:
+        p = self.providers.get(name)
+        if p is None:
+            raise VaultError(
+                f"unknown provider {name!r} (known: {', '.join(sorted(self.providers)) or 'none'})"
+            )
+        return p
+
+    def add_provider(self, provider: ProviderCredential, *, replace: bool = False) -> None:
+        provider.validate()
+        if provider.name in self.providers and not replace:
+            raise VaultError(
+                f"provider {provider.name} already exists (change its secret with `codexgate provider rotate`)"
+            )
+        if provider.default:  # one default per API family
             for other in self.providers.values():
-                other.default = other.default and other.kind != provider.kind
+                if other.name != provider.name and api_family(other.kind) == api_family(provider.kind):
+                    other.default = False
         self.providers[provider.name] = provider
 
-    def add_route(self, model: str, provider: str, api: str = "*") -> Route:
-        validate_glob(model)
-        if provider not in self.providers:
+    def rotate_provider_key(self, name: str, api_key: str) -> None:
+        self.provider(name).api_key = validate_api_key(api_key)
+
+    def remove_provider(self, name: str) -> None:
+        self.provider(name)
+        used = [str(i) for i, r in enumerate(self.routes) if r.provider == name]
+        if used:
             raise VaultError(
-                f"unknown provider {provider!r} (known: {', '.join(sorted(self.providers)) or 'none'})"
+                f"provider {name} is used by route(s) {', '.join(used)}; remove those routes first"
             )
-        if api not in ("*", "responses", "chat_completions", "anthropic_messages"):
-            raise VaultError(f"unknown api {api!r}")
+        del self.providers[name]
+
+    def provider_for(self, model: str, api: str = "*") -> ProviderCredential | None:
+        """The provider of the first route matching ``model`` and ``api`` (routing proper, with
+        hosts and defaults, lives in the gateway)."""
+        from fnmatch import fnmatchcase
+
+        for r in self.routes:
+            if r.api in ("*", api) and fnmatchcase(model, r.model) and r.provider in self.providers:
+                return self.providers[r.provider]
+        return None
+
+    # ------------------------------------------------------------ routes
+    def add_route(self, model: str, provider: str, api: str = "*", *, position: int | None = None) -> Route:
+        validate_glob(model)
+        p = self.provider(provider)
+        if api not in ROUTE_APIS:
+            raise VaultError(f"unknown api {api!r} (use {', '.join(ROUTE_APIS)})")
+        if api != "*" and (api == "anthropic_messages") != (p.kind == "anthropic"):
+            raise VaultError(f"provider {provider} ({p.kind}) cannot serve the {api} API")
         route = Route(model=model, provider=provider, api=api)
-        self.routes.append(route)
+        if position is None:
+            self.routes.append(route)
+        elif 0 <= position <= len(self.routes):
+            self.routes.insert(position, route)
+        else:
+            raise VaultError(f"route position {position} out of range (0..{len(self.routes)})")
         return route
+
+    def remove_route(self, index: int) -> Route:
+        if not 0 <= index < len(self.routes):
+            raise VaultError(f"no route {index} (there are {len(self.routes)}; see `codexgate route list`)")
+        return self.routes.pop(index)
+
+    # ------------------------------------------------------------ gateway keys
+    def key(self, key_id: str) -> GatewayKey:
+        entry = self.keys.get(key_id)
+        if entry is None:
+            raise VaultError(f"unknown key id {key_id!r}")
+        return entry
 
     def create_key(
         self,
@@ -356,21 +644,21 @@ class Vault:
         budget_usd: float | None = None,
         budget_period: str | None = None,
         description: str = "",
+        org_admin: bool = False,
+        now: datetime | None = None,
     ) -> tuple[GatewayKey, str]:
+        """A new key entry and its plaintext (returned once; only its hash is kept)."""
         team_entry = self.team(f"{org}/{team}")
         validate_name("project", project)
-        if not _DEVELOPER.match(developer or ""):
-            raise VaultError(f"invalid developer name {developer!r}: letters, digits, '.', '_', '-', '+', '@' (max 128)")
-        providers = [validate_glob(g) for g in (providers or ["*"])]
-        models = [validate_glob(g) for g in (models or ["*"])]
-        mode = privacy_mode or team_entry.privacy_mode
-        if mode not in PRIVACY_MODES:
-            raise VaultError(f"unknown privacy mode {mode!r} (use {', '.join(PRIVACY_MODES)})")
-        _check_budget(budget_usd, budget_period)
-        key_id = secrets.token_hex(6)
+        validate_developer(developer)
+        mode = validate_privacy(privacy_mode or team_entry.privacy_mode)
+        validate_budget(budget_usd, budget_period)
+        if _CONTROL.search(description) or len(description) > 500:
+            raise VaultError("invalid description: at most 500 printable characters")
+        key_id = new_key_id()
         while key_id in self.keys:
-            key_id = secrets.token_hex(6)
-        plain = f"cgk_{key_id}_{secrets.token_urlsafe(32)}"
+            key_id = new_key_id()
+        plain = new_key(key_id)
         entry = GatewayKey(
             key_id=key_id,
             org=org,
@@ -378,41 +666,65 @@ class Vault:
             project=project,
             developer=developer,
             hashes=[KeyHash(hash_key(plain))],
-            providers=providers,
-            models=models,
-            expires_at=expires_at,
-            tags=dict(tags or {}),
+            providers=validate_globs(providers),
+            models=validate_globs(models),
+            expires_at=_aware(expires_at) if expires_at is not None else None,
+            tags=validate_tags(tags),
             privacy_mode=mode,
             budget_usd=budget_usd,
             budget_period=budget_period,
+            created_at=_aware(now) if now is not None else datetime.now(UTC),
             description=description,
         )
         self.keys[key_id] = entry
+        if org_admin:
+            self.org_admin_key_ids.append(key_id)
         return entry, plain
 
-    def key(self, key_id: str) -> GatewayKey:
-        entry = self.keys.get(key_id)
-        if entry is None:
-            raise VaultError(f"unknown key id {key_id!r}")
-        return entry
-
     def rotate_key(self, key_id: str, now: datetime, grace_seconds: int | None = None) -> str:
+        """A new plaintext for ``key_id``; the previous hash(es) stay valid until now + grace."""
+        now = _aware(now)
         entry = self.key(key_id)
+        if entry.revoked_at is not None:
+            raise VaultError(f"key {key_id} is revoked; create a new key instead")
         grace = self.rotation_grace_seconds if grace_seconds is None else grace_seconds
+        if not isinstance(grace, int) or grace < 0:
+            raise VaultError("the rotation grace period must be a whole number of seconds >= 0")
         until = now + timedelta(seconds=grace)
         kept = [h for h in entry.hashes if h.not_after is None or h.not_after > now]
         for h in kept:
             if h.not_after is None or h.not_after > until:
                 h.not_after = until
-        plain = f"cgk_{key_id}_{secrets.token_urlsafe(32)}"
+        plain = new_key(key_id)
         entry.hashes = [KeyHash(hash_key(plain)), *kept]
         return plain
 
-    def revoke_key(self, key_id: str) -> None:
-        self.key(key_id).enabled = False
+    def revoke_key(self, key_id: str, now: datetime | None = None) -> None:
+        """Permanently revoke: refused with ``revoked_api_key`` from now on, cannot be re-enabled."""
+        entry = self.key(key_id)
+        entry.enabled = False
+        if entry.revoked_at is None:
+            entry.revoked_at = _aware(now) if now is not None else datetime.now(UTC)
+
+    def set_key_enabled(self, key_id: str, enabled: bool) -> None:
+        entry = self.key(key_id)
+        if enabled and entry.revoked_at is not None:
+            raise VaultError(f"key {key_id} is revoked and cannot be enabled again; create a new key")
+        entry.enabled = enabled
+
+
+# ---------------------------------------------------------------------------- the encryption key
+
+
+def _fernet(secret: bytes) -> Fernet:
+    try:
+        return Fernet(secret)
+    except (ValueError, TypeError, binascii.Error):
+        raise VaultError("the vault key is malformed (expected 32 url-safe base64-encoded bytes)") from None
 
 
 def generate_secret() -> bytes:
+    """A new vault encryption key (url-safe base64 of 32 random bytes)."""
     return Fernet.generate_key()
 
 
@@ -423,13 +735,15 @@ def load_secret(key_file: Path | None = None, env: Mapping[str, str] = os.enviro
             raw = Path(key_file).read_bytes().strip()
         except OSError as exc:
             raise VaultError(f"vault key file {key_file} cannot be read: {exc.strerror}") from None
-    elif env.get(KEY_ENV):
+        source = f"vault key file {key_file}"
+    elif env.get(KEY_ENV, "").strip():
         raw = env[KEY_ENV].strip().encode()
+        source = KEY_ENV
     else:
-        raise VaultError(f"no vault key: set {KEY_ENV} or pass a key file")
+        raise VaultError(f"no vault key: set {KEY_ENV} or pass a key file (--key-file)")
     try:
         if len(base64.urlsafe_b64decode(raw)) != 32:
             raise ValueError
-    except ValueError:
-        raise VaultError("the vault key is malformed (expected 32 url-safe base64-encoded bytes)") from None
+    except (ValueError, binascii.Error):
+        raise VaultError(f"{source} is malformed (expected 32 url-safe base64-encoded bytes)") from None
     return raw
