@@ -88,6 +88,9 @@ def _secret_args(p: argparse.ArgumentParser) -> None:
         "--api-key-env", metavar="VAR", help="read the provider's API key from this env variable"
     )
     src.add_argument("--api-key-stdin", action="store_true", help="read the provider's API key from stdin")
+    # Without an exact "--api-key", argparse would answer "--api-key=sk-..." with "ambiguous option:
+    # --api-key=sk-... could match ..." and so print the secret; take it and refuse it instead.
+    src.add_argument("--api-key", dest="api_key_argv", metavar="KEY", help=argparse.SUPPRESS)
 
 
 def _group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
@@ -311,6 +314,10 @@ def parse_expiry(value: str, now: datetime) -> datetime:
 
 
 def _read_api_key(args: argparse.Namespace) -> str:
+    if args.api_key_argv is not None:
+        raise CliError(
+            "refusing an API key on the command line (shell history, ps): use --api-key-env VAR or --api-key-stdin"
+        )
     if args.api_key_env:
         value = os.environ.get(args.api_key_env, "").strip()
         if not value:
