@@ -254,8 +254,8 @@ def _edit(args: argparse.Namespace) -> Iterator[Vault]:
     beside the vault, so concurrent admin commands serialise instead of losing edits."""
     path = _vault_path(args)
     secret = _secret(args)
-    if not path.parent.is_dir():
-        raise VaultError(f"vault {path} does not exist (create it with `codexgate init`)")
+    if not path.is_file():
+        Vault.load(path, secret)  # raises the one-line error; leaves no lock file behind
     lock_path = path.with_name(f".{path.name}.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
