@@ -358,6 +358,25 @@ def test_init_refusals(admin: Admin, tmp_path: Path) -> None:
         assert secret.decode() not in r.text and new_secret.decode() not in r.text
 
 
+def test_api_key_on_the_command_line_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    leak = "sk-argv-secret-9c8b7a6d"
+    add = ["provider", "add", "p", "--kind", "openai", "--base-url", "https://x.example/v1"]
+    refused_eq, refused_sep, rotate, mixed = run_many(
+        [
+            ([*add, f"--api-key={leak}"], None, None),
+            ([*add, "--api-key", leak], None, None),
+            (["provider", "rotate", "openai", f"--api-key={leak}"], None, None),
+            ([*add, "--api-key-env", "X", f"--api-key={leak}"], None, None),
+        ],
+        tmp_path,
+    )
+    for r in (refused_eq, refused_sep, rotate):
+        assert_one_line_error(r, "refusing an API key on the command line")
+    assert mixed.code != 0
+    for r in (refused_eq, refused_sep, rotate, mixed):
+        assert leak not in r.text  # argparse's "ambiguous option" message used to print it
+
+
 def test_secrets_never_appear_in_any_output(admin: Admin, created: dict[str, str]) -> None:
     """Runs last in this module: every output the module produced is in ``admin.outputs``."""
     # listings after all the edits above, to cover them too
