@@ -1,4 +1,4 @@
-"""The one console script, ``codexgate``: admin, trace, report and replay commands.
+"""codexgate: admin, trace, report, replay and demo commands of the codexgate gateway.
 
 Each command group lives in its own module and exposes ``register(subparsers)``; every
 command sets ``func(args) -> int`` as its handler. Errors a user can fix are raised as
@@ -14,11 +14,24 @@ import sys
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "codexgate.admin_cli",  # init, provider, team, key, route
-    "codexgate.sink_cli",  # traces compact / recover
+    "codexgate.sink_cli",  # traces compact / recover / stats
     "analytics.report_cli",  # report spend|latency|errors|guardrails|sessions
     "codexgate.replay_cli",  # replay SESSION_ID
     "codexgate.demo_cli",  # demo: embedded defaults, simulated provider
 ]
+# The module that owns each command, so one command does not import every other one's
+# libraries (polars, duckdb, pyarrow take ~1 s to import; admin commands need none of them).
+COMMAND_OWNERS = {
+    "init": "codexgate.admin_cli",
+    "provider": "codexgate.admin_cli",
+    "team": "codexgate.admin_cli",
+    "key": "codexgate.admin_cli",
+    "route": "codexgate.admin_cli",
+    "traces": "codexgate.sink_cli",
+    "report": "analytics.report_cli",
+    "replay": "codexgate.replay_cli",
+    "demo": "codexgate.demo_cli",
+}
 
 
 class CliError(Exception):
@@ -29,11 +42,13 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or only for ``command`` when its owner is known."""
     parser = argparse.ArgumentParser(prog="codexgate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    owner = COMMAND_OWNERS.get(command or "")
+    for name in [owner] if owner else COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a command group not installed in this build
@@ -45,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
