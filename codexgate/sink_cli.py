@@ -1,108 +1,146 @@
-"""``codexgate traces compact|recover|stats``: maintenance of the trace folder the sink writes."""
+"""``codexgate traces compact|recover|stats``: maintenance of the trace Parquet files.
+
+``--traces`` defaults to ``$CODEXGATE_TRACES``, else ``./codexgate-data/traces``. All three are
+safe while gateways are writing to the same directory: ``recover`` only touches the spools of
+dead gateways, ``compact`` never merges a file whose spool segment still exists.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from addons.trace_sink import SPOOL_DIR, compact, recover
+from addons import parquet_flush, spool
 from codexgate.cli import CliError
 
-DEFAULT_TRACES = "codexgate-data/traces"
+DEFAULT_TRACES = Path("codexgate-data") / "traces"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("traces", help="maintain the trace Parquet folder (compact, recover, stats)")
-    tsub = p.add_subparsers(dest="traces_command", metavar="ACTION")
-    tsub.required = True
+def register(subparsers: argparse._SubParsersAction) -> None:
+    traces = subparsers.add_parser(
+        "traces", help="maintain the trace Parquet files (compact, recover, stats)"
+    )
+    sub = traces.add_subparsers(dest="traces_command", metavar="ACTION")
+    sub.required = True
 
-    c = tsub.add_parser("compact", help="merge each date partition's small files")
-    _traces_arg(c)
-    c.add_argument("--date", help="only this partition (YYYY-MM-DD)")
-    c.set_defaults(func=run_compact)
+    p = sub.add_parser("compact", help="merge each date partition's small Parquet files into one")
+    _traces_arg(p)
+    p.add_argument("--date", type=_date, help="only this partition (YYYY-MM-DD)")
+    p.add_argument(
+        "--target-rows", type=int, default=1_000_000, help="rows per merged file at most (default 1000000)"
+    )
+    p.set_defaults(func=cmd_compact)
 
-    r = tsub.add_parser("recover", help="convert spools left by gateways that are no longer running")
-    _traces_arg(r)
-    r.set_defaults(func=run_recover)
+    p = sub.add_parser("recover", help="convert the spools of gateways that are no longer running")
+    _traces_arg(p)
+    p.set_defaults(func=cmd_recover)
 
-    s = tsub.add_parser("stats", help="files, rows and bytes per date partition; spool bytes pending")
-    _traces_arg(s)
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(func=run_stats)
+    p = sub.add_parser("stats", help="files, rows and bytes per date partition; spool backlog")
+    _traces_arg(p)
+    p.set_defaults(func=cmd_stats)
 
 
 def _traces_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--traces",
-        default=os.environ.get("CODEXGATE_TRACES", DEFAULT_TRACES),
-        help="trace folder (default: $CODEXGATE_TRACES or ./codexgate-data/traces)",
+        type=Path,
+        default=Path(os.environ.get("CODEXGATE_TRACES", DEFAULT_TRACES)),
+        help="traces directory (default: $CODEXGATE_TRACES or ./codexgate-data/traces)",
     )
 
 
-def _traces_dir(args: argparse.Namespace) -> Path:
-    path = Path(args.traces)
-    if not path.is_dir():
-        raise CliError(f"trace folder {path} does not exist")
-    return path
+def _date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def run_compact(args: argparse.Namespace) -> int:
-    traces = _traces_dir(args)
+def _existing(traces: Path) -> Path:
+    if not traces.is_dir():
+        raise CliError(f"no traces directory at {traces}")
+    return traces
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # converted meanwhile
+        return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    traces = _existing(args.traces)
+    if args.target_rows < 1:
+        raise CliError("--target-rows must be at least 1")
     if args.date and not (traces / f"date={args.date}").is_dir():
         raise CliError(f"no partition date={args.date} in {traces}")
-    result = compact(traces, date=args.date)
-    if result.files_in == 0:
-        print(f"nothing to compact in {traces}")
+    try:
+        result = parquet_flush.compact(traces, args.date, args.target_rows)
+    except parquet_flush.CompactionBusy as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot compact {traces}: {exc.strerror or exc}") from None
+    if result.finished:
+        print(f"finished {result.finished} interrupted compaction(s)")
+    for merge in result.merges:
+        print(f"{merge.partition}: merged {len(merge.inputs)} files ({merge.rows} rows) into {merge.output}")
+        for name in merge.inputs:
+            print(f"  - {name}")
+    if not result.merges:
+        print("nothing to compact")
     else:
         print(
-            f"merged {result.files_in} files ({result.rows} rows) into {result.files_out} "
-            f"in {result.partitions} partition(s)"
+            f"{result.files_in} files -> {result.files_out} in {result.partitions} partition(s), "
+            f"{result.rows} rows"
         )
     return 0
 
 
-def run_recover(args: argparse.Namespace) -> int:
-    rows = recover(_traces_dir(args))
-    print(f"recovered {rows} rows")
+def cmd_recover(args: argparse.Namespace) -> int:
+    traces = _existing(args.traces)
+    try:
+        result = parquet_flush.recover_all(traces)
+    except OSError as exc:
+        raise CliError(f"cannot recover the spool under {traces}: {exc.strerror or exc}") from None
+    print(
+        f"recovered {result.rows} rows from {result.segments} segment(s) of "
+        f"{len(result.instances)} stopped gateway(s)"
+    )
+    if result.torn_bytes:
+        print(f"skipped {result.torn_bytes} bytes of torn records (writes cut short by a crash)")
+    if result.rejected:
+        print(
+            f"{result.rejected} rows did not fit the trace schema; kept in {traces / parquet_flush.REJECTED_DIR}"
+        )
     return 0
 
 
-def _stats(traces: Path) -> dict:
-    partitions = []
-    for part in sorted(traces.glob("date=*")):
-        files = sorted(part.glob("*.parquet"))
-        partitions.append(
-            {
-                "date": part.name.removeprefix("date="),
-                "files": len(files),
-                "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
-                "bytes": sum(f.stat().st_size for f in files),
-            }
-        )
-    spool = traces / SPOOL_DIR
-    segments = list(spool.glob("*/seg-*.log")) if spool.is_dir() else []
-    return {
-        "partitions": partitions,
-        "files": sum(p["files"] for p in partitions),
-        "rows": sum(p["rows"] for p in partitions),
-        "bytes": sum(p["bytes"] for p in partitions),
-        "spool_segments": len(segments),
-        "spool_bytes": sum(s.stat().st_size for s in segments),
-    }
-
-
-def run_stats(args: argparse.Namespace) -> int:
-    stats = _stats(_traces_dir(args))
-    if args.json:
-        print(json.dumps(stats, indent=2))
-        return 0
-    print(f"{'date':<12} {'files':>6} {'rows':>12} {'bytes':>14}")
-    for p in stats["partitions"]:
-        print(f"{p['date']:<12} {p['files']:>6} {p['rows']:>12} {p['bytes']:>14}")
-    print(f"{'total':<12} {stats['files']:>6} {stats['rows']:>12} {stats['bytes']:>14}")
-    print(f"spool pending: {stats['spool_bytes']} bytes in {stats['spool_segments']} segment(s)")
+def cmd_stats(args: argparse.Namespace) -> int:
+    traces = _existing(args.traces)
+    parts = parquet_flush.partition_stats(traces)
+    print(f"{'partition':<17} {'files':>6} {'rows':>10} {'bytes':>11}")
+    for p in parts:
+        print(f"{p.partition:<17} {p.files:>6} {p.rows:>10} {_size(p.bytes):>11}")
+    total_bytes = sum(p.bytes for p in parts)
+    print(
+        f"{'total':<17} {sum(p.files for p in parts):>6} {sum(p.rows for p in parts):>10} "
+        f"{_size(total_bytes):>11}"
+    )
+    root = spool.spool_root(traces)
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        segments = spool.list_segments(directory)
+        state = "running" if spool.is_live(directory) else "stopped (run `codexgate traces recover`)"
+        size = sum(_file_size(s) for s in segments)
+        print(f"spool {directory.name}: {len(segments)} segment(s), {_size(size)}, {state}")
     return 0
