@@ -1,13 +1,17 @@
-"""TraceSink: spool -> hive-partitioned Parquet round trip, torn records, exactly-once recovery,
-crash-safe compaction, older files, disk full and read-only filesystems."""
+"""Trace sink: spool -> Parquet round trip, torn records, exactly-once recovery, compaction,
+older files, full and read-only disks, and the ``codexgate traces`` commands."""
 
 from __future__ import annotations
 
+import base64
+import errno
 import json
+import math
 import os
 import shutil
 import subprocess
-import uuid
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,64 +20,75 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from addons import trace_spool
-from addons.trace_sink import SPOOL_DIR, SinkError, TraceSink, compact, recover
+from addons import parquet_flush, spool
+from addons.trace_sink import SinkError, TraceSink, compact, recover
 from codexgate import schema
+from codexgate.cli import main
 
-T0 = datetime(2025, 3, 14, 23, 59, 58, 123456, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+DAY1 = datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=UTC)
+DAY2 = datetime(2026, 3, 2, 0, 0, 1, 654321, tzinfo=UTC)
 
 
-def make_row(i: int, start: datetime = T0, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "trace_id": uuid.uuid4().hex,
+def full_row(i: int, start: datetime = DAY1) -> dict[str, Any]:
+    """A row with every column type filled in (lists of structs, unicode, big ints, floats)."""
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "trace_id": f"t{i:06d}",
         "gateway_instance": "gw-test",
         "start_time": start,
-        "upstream_first_byte_time": start + timedelta(milliseconds=120),
-        "first_token_time": None,
-        "end_time": start + timedelta(milliseconds=850, microseconds=7),
-        "duration_ms": 850.007,
-        "ttfb_ms": 120.0,
+        "upstream_first_byte_time": start + timedelta(milliseconds=120, microseconds=7),
+        "first_token_time": start + timedelta(milliseconds=333),
+        "end_time": start + timedelta(seconds=2, microseconds=1),
+        "duration_ms": 2000.001,
+        "ttfb_ms": 120.007,
+        "ttft_ms": 1 / 3,
         "status_code": 200,
         "outcome": "ok",
         "streaming": True,
         "client_aborted": False,
+        "error_message": 'quote " backslash \\ newline \n tab \t nul \x00 emoji \U0001f600 é 漢',
+        "developer": "alice",
         "gen_ai_request_model": "gpt-5-codex",
         "gen_ai_response_finish_reasons": ["stop", "length"],
-        "request_body": json.dumps({"input": "héllo ✓ \n" * (i + 1), "i": i}),
-        "request_bytes": 1234 + i,
+        "request_body": json.dumps({"input": "x" * 3000, "n": i}),
+        "request_bytes": 2**40 + i,
         "tool_calls": [
-            {"call_id": f"c{i}", "name": "shell", "type": "function_call", "arguments": '{"cmd":["ls"]}'},
+            {"call_id": "c1", "name": "shell", "type": "function_call", "arguments": '{"cmd": ["ls"]}'},
             {"call_id": None, "name": "apply_patch", "type": "custom_tool_call", "arguments": None},
         ],
-        "gen_ai_usage_input_tokens": 10_000_000_000 + i,
+        "sse_event_count": 42,
+        "gen_ai_usage_input_tokens": 12345678901,
         "usage_complete": True,
-        "cost_usd": 0.000123,
+        "cost_usd": 0.1 + 0.2,
         "cost_known": True,
         "attempts": [
             {
                 "attempt": 1,
                 "provider": "openai",
                 "url": "https://api.openai.com/v1/responses",
-                "status_code": None,
-                "latency_ms": 12.5,
-                "error": "connect timeout",
-                "started_at": start,
+                "status_code": 429,
+                "latency_ms": 10.5,
+                "error": "rate_limited",
+                "started_at": start + timedelta(microseconds=1),
             },
             {
                 "attempt": 2,
-                "provider": "azure-openai",
-                "url": "https://x.openai.azure.com/openai/v1/responses",
-                "status_code": 200,
-                "latency_ms": 99.25,
+                "provider": "azure",
+                "url": "https://x.openai.azure.com/openai/responses",
+                "status_code": None,
+                "latency_ms": 0.0,
                 "error": None,
-                "started_at": start + timedelta(milliseconds=13),
+                "started_at": start + timedelta(milliseconds=11),
             },
         ],
+        "attempt_count": 2,
         "fallback_used": True,
-        "policy_decisions": [{"policy": "scope", "decision": "allow", "reason": None}],
+        "policy_decisions": [{"policy": "budget", "decision": "allow", "reason": None}],
         "guardrail_findings": [
             {
                 "guardrail": "pii",
@@ -86,298 +101,581 @@ def make_row(i: int, start: datetime = T0, **over: Any) -> dict[str, Any]:
                 "message": None,
             }
         ],
-        "tags": [{"key": "ticket", "value": f"T-{i}"}, {"key": "empty", "value": None}],
-        "call_index": i,
+        "guardrail_blocked": False,
+        "tags": [],
+        "call_index": -1,
     }
-    row.update(over)
-    return row
 
 
-def read_rows(traces: Path, where: str = "TRUE", params: list | None = None) -> list[dict[str, Any]]:
-    rel = duckdb.connect().sql(
-        f"select * from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, "
-        f"union_by_name = true) where {where} order by call_index",
+def sparse_row(i: int, start: datetime = DAY2) -> dict[str, Any]:
+    """Only the required columns: everything else NULL (or its schema default)."""
+    return {
+        "trace_id": f"s{i:06d}",
+        "start_time": start,
+        "end_time": start,
+        "duration_ms": 0.0,
+        "outcome": "refused",
+    }
+
+
+def parquet_files(traces: Path) -> list[Path]:
+    return sorted(traces.glob("date=*/*.parquet"))
+
+
+def duck_rows(traces: Path, where: str = "TRUE", params: list[Any] | None = None) -> list[dict[str, Any]]:
+    con = duckdb.connect()
+    con.sql("SET TimeZone = 'UTC'")
+    rel = con.sql(
+        f"select * from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true) "
+        f"where {where} order by trace_id",
         params=params or [],
     )
-    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    cols = rel.columns
+    out = [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
+    con.close()
+    return out
 
 
 def trace_ids(traces: Path) -> Counter[str]:
-    files = list(traces.glob("date=*/*.parquet"))
-    if not files:
-        return Counter()
-    rel = duckdb.connect().sql(
-        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true)"
-    )
-    return Counter(r[0] for r in rel.fetchall())
+    con = duckdb.connect()
+    ids = con.sql(
+        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
+    ).fetchall()
+    con.close()
+    return Counter(r[0] for r in ids)
+
+
+def dead_spool(traces: Path, instance: str, rows: list[dict[str, Any]], tail: bytes = b"") -> Path:
+    """A spool directory as a killed gateway leaves it: one segment, lock file free."""
+    directory = traces / spool.SPOOL_DIR / instance
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / spool.LOCK_NAME).touch()
+    segment = directory / "seg-0badf00d-000001.log"
+    segment.write_bytes(b"".join(spool.encode(r) for r in rows) + tail)
+    return segment
 
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[TraceSink]:
-    s = TraceSink(tmp_path / "traces", flush_interval_s=3600, flush_rows=10**9, instance_id="gwA")
+    s = TraceSink(tmp_path / "traces", flush_interval_s=60, instance_id="unit")
     s.start()
     yield s
     s.close()
 
 
-# ------------------------------------------------------------------------------------ round trip
+# ------------------------------------------------------------------------------ round trip
 
 
-def test_round_trip_every_column_type(sink: TraceSink) -> None:
-    rows = [make_row(i) for i in range(3)]
-    rows.append(make_row(3, attempts=None, tags=None, tool_calls=[], guardrail_findings=None, ttfb_ms=None))
+def test_round_trip_every_column_type_two_dates(sink: TraceSink) -> None:
+    rows = [full_row(i, DAY1) for i in range(3)] + [full_row(i, DAY2) for i in range(3, 5)]
+    rows += [sparse_row(1, DAY1), sparse_row(2, DAY2)]
+    rows[1]["tool_calls"] = None
+    rows[2]["error_message"] = None
     for r in rows:
         sink.write(r)
     sink.flush()
-    got = read_rows(sink.traces_dir)
-    assert len(got) == 4
-    for want, row in zip(rows, got, strict=True):
-        full = schema.normalise_row(want)
-        for col in schema.COLUMNS:
-            assert row[col] == full[col], col
-        assert row["date"] == want["start_time"].date()  # hive partition column
-    assert got[3]["attempt_count"] == 0 and got[0]["attempt_count"] == 2  # derived from attempts
-    assert got[0]["schema_version"] == schema.SCHEMA_VERSION
-    assert got[0]["first_token_time"] is None and got[3]["ttfb_ms"] is None
-    # a bound parameter on a nested column, read back through DuckDB
-    hit = read_rows(sink.traces_dir, "list_contains(list_transform(tags, lambda t: t.value), ?)", ["T-1"])
-    assert [r["trace_id"] for r in hit] == [rows[1]["trace_id"]]
-    # the files are in exactly the trace schema
-    for f in sink.traces_dir.glob("date=*/*.parquet"):
-        assert pq.read_schema(f).remove_metadata().equals(schema.SCHEMA.remove_metadata())
+    traces = sink.traces_dir
+
+    files = parquet_files(traces)
+    assert [f.parent.name for f in files] == ["date=2026-03-01", "date=2026-03-02"]
+    assert all(f.name.startswith("part-unit-") for f in files)
+    assert {f.name for f in files} == {files[0].name}  # one segment -> the same name in each partition
+    assert not list(traces.rglob("*.tmp")) and not list((traces / spool.SPOOL_DIR).rglob("*.parquet"))
+
+    for f in files:
+        pf = pq.ParquetFile(f)
+        assert pf.schema_arrow.names == schema.COLUMNS  # no `date` column: the directory is the partition
+        assert pf.schema_arrow.metadata == schema.SCHEMA.metadata
+        for got, want in zip(pf.schema_arrow, schema.SCHEMA, strict=True):
+            assert got.nullable == want.nullable and got.metadata == want.metadata
+            assert got.type.equals(want.type) or pa.types.is_list(got.type)  # list items: "element"
+        assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
+
+    # Arrow: exactly what schema.to_table makes of the rows
+    table = pa.concat_tables(schema.conform(pq.read_table(f)) for f in files).sort_by("trace_id")
+    assert table.to_pylist() == schema.to_table(rows).sort_by("trace_id").to_pylist()
+
+    # DuckDB over the hive layout: every value back, the partition from start_time's UTC date
+    got = {r["trace_id"]: r for r in duck_rows(traces)}
+    assert len(got) == len(rows)
+    for row in rows:
+        want = schema.normalise_row(row)
+        have = dict(got[row["trace_id"]])
+        assert str(have.pop("date")) == schema.partition_date(row) == str(have["start_time"].date())
+        assert have == want, row["trace_id"]
+    sparse = got["s000001"]
+    assert sparse["attempts"] is None and sparse["status_code"] is None and sparse["streaming"] is False
+    assert sparse["schema_version"] == schema.SCHEMA_VERSION and sparse["attempt_count"] == 0
 
 
-def test_two_dates_two_partitions(sink: TraceSink) -> None:
-    day2 = T0 + timedelta(seconds=5)  # crosses midnight UTC
-    ids = []
-    for i, start in enumerate([T0, day2, T0, day2, day2]):
-        row = make_row(i, start=start)
-        ids.append(row["trace_id"])
-        sink.write(row)
-    sink.flush()
-    parts = sorted(p.name for p in sink.traces_dir.glob("date=*"))
-    assert parts == ["date=2025-03-14", "date=2025-03-15"]
-    counts = duckdb.connect().sql(
-        f"select date::varchar, count(*) from read_parquet('{sink.traces_dir}/**/*.parquet', "
-        "hive_partitioning = true) group by 1 order by 1"
-    )
-    assert counts.fetchall() == [("2025-03-14", 2), ("2025-03-15", 3)]
-    assert set(trace_ids(sink.traces_dir)) == set(ids)
+def test_realistic_rows_convert_exactly_like_to_table(tmp_path: Path) -> None:
+    from analytics.synth import generate_rows
+
+    rows = list(generate_rows(150, bodies=True, start=datetime(2026, 1, 1, tzinfo=UTC), days=2))
+    rows[0]["attempt_count"] = None  # normalise_row derives it from attempts
+    rows[1]["attempts"] = []
+    rows[1]["attempt_count"] = None
+    rows[2]["tool_calls"] = [{"name": "shell", "surprise": "dropped, as to_table drops it"}]
+    payloads = [memoryview(spool.encode(r))[spool.HEADER.size :] for r in rows]
+    table, rejected = parquet_flush.rows_table(payloads)
+    assert not rejected  # and no row went down the slow row-by-row path:
+    assert pj.read_json(pa.py_buffer(b"\n".join(payloads)), parse_options=parquet_flush._PARSE_OPTIONS)
+    assert table.schema.equals(schema.SCHEMA, check_metadata=True)
+    assert table.to_pylist() == schema.to_table(rows).to_pylist()
+    assert table.column("attempt_count")[0].as_py() == len(rows[0]["attempts"])
 
 
-def test_torn_record_at_end_of_segment_is_skipped(tmp_path: Path) -> None:
-    traces = tmp_path / "traces"
-    seg_dir = traces / SPOOL_DIR / "dead1"
-    seg_dir.mkdir(parents=True)
-    rows = [make_row(i) for i in range(5)]
-    records = [trace_spool.encode(r) for r in rows]
-    (seg_dir / "seg-00000001.log").write_bytes(b"".join(records[:4]) + records[4][: len(records[4]) // 2])
-    assert recover(traces) == 4
-    assert set(trace_ids(traces)) == {r["trace_id"] for r in rows[:4]}
-    assert not seg_dir.exists()
-
-
-# ------------------------------------------------------------------------------- exactly once
-
-
-def test_recovery_when_crash_before_conversion(tmp_path: Path) -> None:
-    traces = tmp_path / "traces"
-    dead = TraceSink(traces, flush_interval_s=3600, flush_rows=10**9, instance_id="dead")
-    dead.start()
-    rows = [make_row(i) for i in range(7)]
-    for r in rows:
-        dead.write(r)
-    # simulate SIGKILL: drop the lock (the kernel would) without flushing
-    assert dead._lock_fd is not None
-    os.close(dead._lock_fd)
-    dead._lock_fd = None
-    dead._thread = None
-    fresh = TraceSink(traces, flush_interval_s=3600, instance_id="fresh")
-    fresh.start()  # recovers the dead spool
-    fresh.close()
-    assert trace_ids(traces) == Counter(r["trace_id"] for r in rows)
-    assert recover(traces) == 0
-    assert trace_ids(traces) == Counter(r["trace_id"] for r in rows)
-
-
-def test_recovery_when_crash_after_parquet_before_segment_delete(tmp_path: Path, sink: TraceSink) -> None:
-    rows = [make_row(i) for i in range(6)]
-    for r in rows:
+def test_odd_values_survive_or_are_kept_aside(sink: TraceSink) -> None:
+    errors: list[str] = []
+    sink.on_error = errors.append
+    nan = full_row(1)
+    nan["cost_usd"] = math.nan
+    nan["ttft_ms"] = math.inf
+    surrogate = full_row(2)
+    surrogate["request_body"] = "bad \ud800 escape"
+    wrong_type = full_row(3)
+    wrong_type["status_code"] = "200"  # a string where an int32 belongs: cannot be stored
+    for r in (nan, surrogate, wrong_type, full_row(4)):
         sink.write(r)
-    segment = sink._segment
-    assert segment is not None
-    aside = tmp_path / "aside.log"
-    shutil.copy(segment, aside)
-    sink.flush()  # Parquet written, segment deleted
-    assert not segment.exists()
-    sink.close()
-    # the crash happened between the rename of the Parquet file and the segment's unlink
-    segment.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(aside, segment)
-    assert recover(sink.traces_dir) == 6
-    assert trace_ids(sink.traces_dir) == Counter(r["trace_id"] for r in rows)  # each exactly once
+    sink.flush()
+    got = {r["trace_id"]: r for r in duck_rows(sink.traces_dir)}
+    assert set(got) == {"t000001", "t000002", "t000004"}
+    assert math.isnan(got["t000001"]["cost_usd"]) and got["t000001"]["ttft_ms"] == math.inf
+    assert got["t000002"]["request_body"] == "bad ? escape"
+    kept = list((sink.traces_dir / parquet_flush.REJECTED_DIR).glob("*.jsonl"))
+    assert len(kept) == 1
+    line = json.loads(kept[0].read_text())
+    assert json.loads(line["row"])["trace_id"] == "t000003" and "int" in line["error"]
+    assert len(errors) == 1 and "1 trace rows" in errors[0] and str(kept[0]) in errors[0]
 
 
-# -------------------------------------------------------------------------------- compaction
+def test_bad_rows_are_refused_at_write(sink: TraceSink) -> None:
+    with pytest.raises(KeyError, match="unknown trace columns"):
+        sink.write({**full_row(1), "not_a_column": 1})
+    with pytest.raises(ValueError, match="naive datetime"):
+        sink.write({**full_row(1), "end_time": datetime(2026, 1, 1)})
+    with pytest.raises(ValueError, match="trace_id"):
+        sink.write({**full_row(1), "trace_id": None})
+    with pytest.raises(TypeError, match="set"):
+        sink.write({**full_row(1), "tags": {1}})
+    sink.flush()
+    assert not parquet_files(sink.traces_dir)
 
 
-def _many_files(sink: TraceSink, n_files: int, per_file: int) -> Counter[str]:
+def test_background_thread_converts_on_interval_and_row_count(tmp_path: Path) -> None:
+    by_time = TraceSink(tmp_path / "a", flush_interval_s=0.2, fsync_interval_s=0.05)
+    by_rows = TraceSink(tmp_path / "b", flush_interval_s=60, flush_rows=10)
+    for s in (by_time, by_rows):
+        s.start()
+        for i in range(10):
+            s.write(full_row(i))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            parquet_files(tmp_path / "a") and parquet_files(tmp_path / "b")
+        ):
+            time.sleep(0.05)
+        assert sum(trace_ids(tmp_path / "a").values()) == 10
+        assert sum(trace_ids(tmp_path / "b").values()) == 10
+        assert not spool.list_segments(by_rows.spool_dir)  # converted, then deleted
+    finally:
+        by_time.close()
+        by_rows.close()
+    assert not by_time.spool_dir.exists()
+
+
+def test_close_flushes_is_idempotent_and_later_writes_fail(tmp_path: Path) -> None:
+    s = TraceSink(tmp_path, flush_interval_s=60)
+    s.start()
+    s.write(full_row(1))
+    s.close()
+    s.close()
+    assert trace_ids(tmp_path) == {"t000001": 1}
+    with pytest.raises(SinkError, match="not running"):
+        s.write(full_row(2))
+    unstarted = TraceSink(tmp_path)
+    with pytest.raises(SinkError):
+        unstarted.write(full_row(3))
+    unstarted.close()
+
+
+# ------------------------------------------------------------------------------ torn records
+
+
+@pytest.mark.parametrize("damage", ["cut_payload", "cut_header", "bad_crc"])
+def test_torn_last_record_is_skipped(tmp_path: Path, damage: str) -> None:
+    rows = [full_row(i) for i in range(5)]
+    last = spool.encode(full_row(5))
+    tail = {
+        "cut_payload": last[: len(last) // 2],
+        "cut_header": last[:5],
+        "bad_crc": last[:-1] + bytes([last[-1] ^ 1]),
+    }[damage]
+    segment = dead_spool(tmp_path, "deadbeef", rows, tail)
+    reader = spool.SegmentReader(segment, batch_bytes=3 * len(last))  # records span block boundaries
+    assert sum(len(batch) for batch in reader) == 5 and reader.torn_bytes == len(tail)
+    assert recover(tmp_path) == 5
+    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+
+
+# ------------------------------------------------------------------------------ recovery
+
+
+def test_recovery_after_crash_before_conversion_is_exactly_once(tmp_path: Path) -> None:
+    rows = [full_row(i, DAY1 if i % 2 else DAY2) for i in range(20)]
+    segment = dead_spool(tmp_path, "dead01", rows)
+    assert recover(tmp_path) == 20
+    assert not segment.parent.exists()
+    assert recover(tmp_path) == 0
+    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+
+
+@pytest.mark.parametrize("files_written", ["all", "one_of_two"])
+def test_recovery_after_crash_between_parquet_and_segment_delete(tmp_path: Path, files_written: str) -> None:
+    rows = [full_row(i, DAY1 if i % 2 else DAY2) for i in range(20)]
+    segment = dead_spool(tmp_path, "dead02", rows)
+    saved = segment.read_bytes()
+    assert recover(tmp_path) == 20
+    files = parquet_files(tmp_path)
+    assert len(files) == 2
+    # the disk as a crash after the rename(s) but before the segment's unlink leaves it
+    if files_written == "one_of_two":
+        files[1].unlink()
+    dead_spool(tmp_path, "dead02", []).write_bytes(saved)
+    assert recover(tmp_path) == 20
+    assert parquet_files(tmp_path) == files  # same deterministic names, overwritten
+    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+
+
+def test_start_recovers_dead_spools_but_never_a_live_one(tmp_path: Path) -> None:
+    dead_rows = [full_row(i) for i in range(7)]
+    dead_spool(tmp_path, "dead03", dead_rows)
+    live = TraceSink(tmp_path, flush_interval_s=60, instance_id="live")
+    live.start()
+    assert live.recovered_rows == 7
+    live.write(full_row(100))
+    live.write(full_row(101))
+    # a second gateway on the same directory, and a `traces recover`, leave the live spool alone
+    other = TraceSink(tmp_path, flush_interval_s=60)
+    other.start()
+    assert recover(tmp_path) == 0
+    assert len(spool.list_segments(live.spool_dir)) == 1
+    other.close()
+    live.close()
+    assert trace_ids(tmp_path) == Counter([r["trace_id"] for r in dead_rows] + ["t000100", "t000101"])
+    assert not (tmp_path / spool.SPOOL_DIR / "dead03").exists()
+
+
+def test_reused_instance_id_recovers_its_leftovers_without_overwriting(tmp_path: Path) -> None:
+    first = TraceSink(tmp_path, flush_interval_s=60, instance_id="fixed")
+    first.start()
+    first.write(full_row(1))
+    first.close()
+    dead_spool(tmp_path, "fixed", [full_row(2)])  # what a killed run with the same id leaves
+    second = TraceSink(tmp_path, flush_interval_s=60, instance_id="fixed")
+    second.start()
+    second.write(full_row(3))
+    with pytest.raises(SinkError, match="locked"):
+        TraceSink(tmp_path, instance_id="fixed").start()
+    second.close()
+    assert trace_ids(tmp_path) == Counter(["t000001", "t000002", "t000003"])
+    assert len(parquet_files(tmp_path)) == 3
+
+
+# ------------------------------------------------------------------------------ compaction
+
+
+def write_small_files(traces: Path, n_files: int) -> list[dict[str, Any]]:
+    rows = []
+    s = TraceSink(traces, flush_interval_s=60)
+    s.start()
     for f in range(n_files):
-        for i in range(per_file):
-            sink.write(make_row(f * per_file + i, start=T0 + timedelta(seconds=3 * (i % 2))))
-        sink.flush()
-    return trace_ids(sink.traces_dir)
+        for i in range(5):
+            row = full_row(f * 10 + i, DAY1 if i % 2 else DAY2)
+            rows.append(row)
+            s.write(row)
+        s.flush()
+    s.close()
+    return rows
 
 
-def test_compaction_keeps_the_multiset_of_trace_ids(sink: TraceSink) -> None:
-    before = _many_files(sink, 4, 5)
-    assert len(list(sink.traces_dir.glob("date=*/*.parquet"))) == 8
-    result = compact(sink.traces_dir)
-    assert result.files_in == 8 and result.files_out == 2 and result.rows == 20
-    assert len(list(sink.traces_dir.glob("date=*/*.parquet"))) == 2
-    assert trace_ids(sink.traces_dir) == before
+def all_rows(traces: Path) -> list[str]:
+    """The multiset of rows, as canonical JSON strings (date included)."""
+    return sorted(json.dumps(r, default=str, sort_keys=True) for r in duck_rows(traces))
 
 
-def _interrupted_compaction(part: Path, with_output: bool) -> list[Path]:
+def test_compaction_keeps_the_row_multiset(tmp_path: Path) -> None:
+    write_small_files(tmp_path, 4)
+    before = all_rows(tmp_path)
+    assert len(parquet_files(tmp_path)) == 8
+    result = compact(tmp_path)
+    assert (result.partitions, result.files_in, result.files_out, result.rows) == (2, 8, 2, 20)
+    files = parquet_files(tmp_path)
+    assert len(files) == 2 and all(f.name.startswith("compact-") for f in files)
+    assert all_rows(tmp_path) == before
+    assert compact(tmp_path).files_out == 0  # nothing left to merge
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".compact-")]
+
+
+def test_compaction_respects_target_rows_and_date(tmp_path: Path) -> None:
+    write_small_files(tmp_path, 4)
+    before = all_rows(tmp_path)
+    result = compact(tmp_path, date="2026-03-02", target_rows=6)  # 3 rows a file: pairs
+    assert {m.partition for m in result.merges} == {"date=2026-03-02"}
+    assert [len(m.inputs) for m in result.merges] == [2, 2]
+    assert len(list((tmp_path / "date=2026-03-01").glob("*.parquet"))) == 4
+    assert all_rows(tmp_path) == before
+
+
+def test_interrupted_compaction_is_completed_or_rolled_back(tmp_path: Path) -> None:
+    write_small_files(tmp_path, 3)
+    before = all_rows(tmp_path)
+    part = tmp_path / "date=2026-03-01"
     inputs = sorted(part.glob("*.parquet"))
-    name = "part-compacted-crash.parquet"
-    (part / ".compact-crash.json").write_text(
-        json.dumps({"output": name, "inputs": [f.name for f in inputs]})
+    # crash after the merged file was renamed into place, before the inputs were deleted
+    merged = pa.concat_tables(schema.conform(pq.read_table(f)) for f in inputs[:2])
+    pq.write_table(merged, part / "compact-done.parquet")
+    (part / ".compact-done.json").write_text(
+        json.dumps({"output": "compact-done.parquet", "inputs": [f.name for f in inputs[:2]]})
     )
-    table = pa.concat_tables([pq.read_table(f) for f in inputs])
-    if with_output:
-        pq.write_table(table, part / name)
-    else:
-        pq.write_table(table, part / f".{name}.tmp")  # crash while writing the merged file
-    return inputs
+    # crash while the merged file was still a temp file
+    other = tmp_path / "date=2026-03-02"
+    (other / ".compact-half.json").write_text(
+        json.dumps({"output": "compact-half.parquet", "inputs": [f.name for f in other.glob("*.parquet")]})
+    )
+    (other / ".compact-half.parquet.tmp").write_bytes(b"PAR1 half written")
+    assert recover(tmp_path) == 0  # finishes both at the next start
+    assert not list(tmp_path.glob("date=*/.compact-*"))
+    assert all_rows(tmp_path) == before
+    assert len(list(other.glob("*.parquet"))) == 3  # rolled back: inputs untouched
+    assert sorted(p.name for p in part.glob("*.parquet")) == sorted(["compact-done.parquet", inputs[2].name])
 
 
-def test_compaction_crash_with_output_present_removes_inputs(sink: TraceSink) -> None:
-    before = _many_files(sink, 3, 2)
-    part = sink.traces_dir / "date=2025-03-14"
-    inputs = _interrupted_compaction(part, with_output=True)
-    assert sum(trace_ids(sink.traces_dir).values()) > sum(before.values())  # duplicates visible now
-    recover(sink.traces_dir)
-    assert not any(f.exists() for f in inputs)
-    assert not list(part.glob(".compact-*"))
-    assert trace_ids(sink.traces_dir) == before
+def test_compaction_skips_files_whose_segment_is_still_spooled(tmp_path: Path) -> None:
+    write_small_files(tmp_path, 2)
+    files = sorted((tmp_path / "date=2026-03-01").glob("*.parquet"))
+    instance, seg_id = files[0].name[len("part-") : -len(".parquet")].split("-", 1)
+    # converted but (as far as the disk knows) not yet deleted: may be converted again
+    dead_spool(tmp_path, instance, []).rename(tmp_path / spool.SPOOL_DIR / instance / f"seg-{seg_id}.log")
+    result = compact(tmp_path, date="2026-03-01")
+    assert result.files_out == 0 and files[0].exists()
 
 
-def test_compaction_crash_without_output_rolls_back(sink: TraceSink) -> None:
-    before = _many_files(sink, 3, 2)
-    part = sink.traces_dir / "date=2025-03-14"
-    inputs = _interrupted_compaction(part, with_output=False)
-    compact(sink.traces_dir, date="2025-03-15")  # any compaction finishes leftovers first
-    assert all(f.exists() for f in inputs)
-    assert not list(part.glob(".*"))  # manifest and temp file gone
-    assert trace_ids(sink.traces_dir) == before
+# ------------------------------------------------------------------------------ older files
 
 
-# ---------------------------------------------------------------------------- schema versions
+def test_older_files_with_fewer_columns_read_with_current_ones(tmp_path: Path) -> None:
+    s = TraceSink(tmp_path, flush_interval_s=60)
+    s.start()
+    s.write(full_row(1))
+    s.close()
+    dropped = ["attempts", "guardrail_findings", "tags", "subagent", "usage_complete", "instructions_hash"]
+    old = schema.to_table([{**full_row(2), "schema_version": 0}]).drop_columns(dropped)
+    pq.write_table(old, tmp_path / "date=2026-03-01" / "part-v0.parquet", compression="zstd")
+
+    rows = {r["trace_id"]: r for r in duck_rows(tmp_path)}
+    assert set(rows) == {"t000001", "t000002"}
+    assert rows["t000002"]["schema_version"] == 0 and rows["t000002"]["attempts"] is None
+    assert rows["t000002"]["developer"] == "alice" and rows["t000001"]["attempts"][0]["provider"] == "openai"
+    conformed = schema.conform(pq.read_table(tmp_path / "date=2026-03-01" / "part-v0.parquet"))
+    assert conformed.schema.equals(schema.SCHEMA)
+    assert conformed.column("usage_complete").to_pylist() == [False]  # required column: its default
+    assert compact(tmp_path).rows == 2
+    assert set(trace_ids(tmp_path)) == {"t000001", "t000002"}
 
 
-def test_older_file_reads_with_current_ones(sink: TraceSink) -> None:
-    rows = [make_row(i) for i in range(2)]
-    for r in rows:
-        sink.write(r)
-    sink.flush()
-    dropped = ["tags", "guardrail_findings", "instructions_hash", "cost_usd", "fallback_used"]
-    old = schema.to_table([make_row(10, trace_id="old-1")]).drop_columns(dropped)
-    old = old.set_column(0, "schema_version", pa.array([0], pa.int16()))
-    part = sink.traces_dir / "date=2025-03-14"
-    pq.write_table(old, part / "part-old-v0.parquet")
-
-    got = {r["trace_id"]: r for r in read_rows(sink.traces_dir)}
-    assert set(got) == {"old-1", *(r["trace_id"] for r in rows)}
-    assert got["old-1"]["schema_version"] == 0
-    assert got["old-1"]["tags"] is None and got["old-1"]["cost_usd"] is None
-    assert got[rows[0]["trace_id"]]["tags"] == rows[0]["tags"]
-
-    tables = [schema.conform(pq.read_table(f)) for f in sorted(part.glob("*.parquet"))]
-    merged = pa.concat_tables(tables)  # same schema after conform
-    assert merged.schema.equals(schema.SCHEMA)
-    by_id = {r["trace_id"]: r for r in merged.to_pylist()}
-    assert by_id["old-1"]["fallback_used"] is False  # default for a required column
-    assert by_id["old-1"]["instructions_hash"] is None
-    assert by_id["old-1"]["attempts"] == make_row(10)["attempts"]
-
-
-# ------------------------------------------------------------------------------ disk failures
+# ------------------------------------------------------------------------------ full / read-only disk
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root/CAP_SYS_ADMIN): {proc.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _failing_sink(mnt: Path, errors: list[str]) -> TraceSink:
-    s = TraceSink(
-        mnt / "traces", flush_interval_s=3600, flush_rows=10**9, instance_id="gwF", on_error=errors.append
-    )
+def fill(path: Path) -> Path:
+    """Write zeros to ``path`` until the filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_full_disk_raises_reports_once_and_recovers(small_fs: Path) -> None:
+    errors: list[str] = []
+    s = TraceSink(small_fs / "traces", flush_interval_s=60, on_error=errors.append)
     s.start()
-    return s
+    filler = fill(small_fs / "filler")
+    os.truncate(filler, filler.stat().st_size - 200_000)  # room for a few rows, then full
 
-
-def test_disk_full_then_space_freed(small_fs: Path) -> None:
-    errors: list[str] = []
-    sink = _failing_sink(small_fs, errors)
-    filler = small_fs / "filler"
-    try:
-        before = make_row(0)
-        sink.write(before)
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    accepted, refused = [], 0
+    for i in range(200):
+        row = full_row(i)
+        row["request_body"] = base64.b64encode(os.urandom(6750)).decode()  # ~10 KB, incompressible
         try:
-            with pytest.raises(OSError, match="No space left"):
-                while True:
-                    os.write(fd, b"\0" * 4096)
-            os.ftruncate(fd, os.fstat(fd).st_size - 64 * 1024)  # leave 64 KiB: less than one big row
-        finally:
-            os.close(fd)
-        big = make_row(1, request_body="x" * 300_000)  # written in part, then ENOSPC
-        with pytest.raises(SinkError, match="No space left on device"):
-            sink.write(big)
-        assert not sink.healthy
-        with pytest.raises(SinkError):
-            sink.write(make_row(2, request_body="y" * 300_000))
-        assert len(errors) == 1 and "not writable" in errors[0] and "No space left" in errors[0]
-        filler.unlink()
-        after = make_row(3)
-        sink.write(after)
-        assert sink.healthy and sink.last_error is None
-        sink.flush()
-        # the torn record of the failed write hides nothing written after it
-        assert trace_ids(sink.traces_dir) == Counter([before["trace_id"], after["trace_id"]])
-    finally:
-        sink.close()
+            s.write(row)
+            accepted.append(row["trace_id"])
+        except SinkError as exc:
+            refused += 1
+            assert str(exc) == f"trace spool {s.spool_dir} not writable: No space left on device"
+    assert accepted and refused > 1
+    assert not s.healthy and s.last_error is not None and "No space left on device" in s.last_error
+    assert errors == [s.last_error]  # once, not once per failed write
+
+    with pytest.raises(SinkError, match="cannot write trace Parquet"):
+        s.flush()  # no room for Parquet either: the rows stay in the spool
+    assert s.flush_error is not None and len(errors) == 2
+
+    os.unlink(filler)
+    s.write(full_row(1000))
+    assert s.healthy and s.last_error is None
+    s.flush()
+    assert s.flush_error is None
+    s.close()
+    assert trace_ids(small_fs / "traces") == Counter([*accepted, "t001000"])
 
 
-def test_read_only_then_writable(small_fs: Path) -> None:
+def test_unhealthy_sink_notices_the_disk_is_back_without_writes(small_fs: Path) -> None:
+    s = TraceSink(small_fs / "traces", flush_interval_s=60)
+    s.start()
+    filler = fill(small_fs / "filler")
+    with pytest.raises(SinkError):
+        for i in range(50):
+            s.write(full_row(i))
+    assert not s.healthy
+    os.unlink(filler)  # a fail-closed gateway writes nothing while unhealthy: the probe must notice
+    deadline = time.monotonic() + 5
+    while not s.healthy and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.healthy
+    s.close()
+
+
+def test_read_only_spool_raises_and_recovers(tmp_path: Path) -> None:
     errors: list[str] = []
-    sink = _failing_sink(small_fs, errors)
+    as_root = os.geteuid() == 0
+    if as_root:
+        base = tmp_path / "mnt"
+        base.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(base)]).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+    else:
+        base = tmp_path
+    s = TraceSink(base / "traces", flush_interval_s=60, on_error=errors.append)
     try:
-        first = make_row(0)
-        sink.write(first)
-        sink.flush()  # closes the segment: no open writable fd, so the remount is allowed
-        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True, capture_output=True)
-        try:
-            with pytest.raises(SinkError, match="Read-only file system"):
-                sink.write(make_row(1))
-            assert not sink.healthy
-            assert len(errors) == 1 and "Read-only file system" in errors[0]
-        finally:
-            subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True, capture_output=True)
-        second = make_row(2)
-        sink.write(second)
-        assert sink.healthy
-        sink.flush()
-        assert trace_ids(sink.traces_dir) == Counter([first["trace_id"], second["trace_id"]])
+        s.start()
+        s.write(full_row(1))
+        s.flush()  # no spool file is open for writing now (segments are opened by the next write)
+
+        def read_only(on: bool) -> None:
+            if as_root:  # root ignores permission bits: remount the filesystem instead
+                subprocess.run(["mount", "-o", f"remount,{'ro' if on else 'rw'}", str(base)], check=True)
+            else:
+                s.spool_dir.chmod(0o500 if on else 0o700)
+
+        read_only(True)
+        reason = "Read-only file system" if as_root else "Permission denied"
+        for i in (2, 3):
+            with pytest.raises(SinkError, match=reason):
+                s.write(full_row(i))
+        assert not s.healthy and errors == [f"trace spool {s.spool_dir} not writable: {reason}"]
+        read_only(False)
+        s.write(full_row(4))
+        assert s.healthy
+        s.close()
+        assert trace_ids(base / "traces") == Counter(["t000001", "t000004"])
     finally:
-        sink.close()
+        s.close()
+        if as_root:
+            subprocess.run(["umount", "-l", str(base)], check=False)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``codexgate traces ...`` as a real process (this checkout's code)."""
+    env = {k: v for k, v in os.environ.items() if k != "CODEXGATE_TRACES"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from codexgate.cli import main; sys.exit(main())",
+            "traces",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def cli_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["traces", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def stats_lines(text: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+
+
+def test_cli_recover_stats_compact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_small_files(tmp_path, 2)
+    dead_spool(tmp_path, "deadcli", [full_row(500), full_row(501, DAY2)])
+
+    code, out, _ = cli_in_process(capsys, "stats", "--traces", str(tmp_path))
+    assert code == 0
+    assert "spool deadcli: 1 segment(s)" in out and "stopped" in out
+    assert stats_lines(out)["total"][1:3] == ["4", "10"]
+
+    proc = cli("recover", "--traces", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "recovered 2 rows from 1 segment(s) of 1 stopped gateway(s)" in proc.stdout
+
+    proc = cli("compact", "--traces", str(tmp_path), "--date", "2026-03-01")
+    assert proc.returncode == 0, proc.stderr
+    assert "date=2026-03-01: merged 3 files (5 rows) into compact-" in proc.stdout
+    code, out, _ = cli_in_process(capsys, "stats", "--traces", str(tmp_path))
+    lines = stats_lines(out)
+    assert lines["date=2026-03-01"][1:3] == ["1", "5"]
+    assert lines["date=2026-03-02"][1:3] == ["3", "7"]
+    assert "spool" not in lines
+    assert sum(trace_ids(tmp_path).values()) == 12
+
+    code, _, err = cli_in_process(capsys, "compact", "--traces", str(tmp_path / "nope"))
+    assert code == 2 and "no traces directory" in err
+    code, _, err = cli_in_process(capsys, "compact", "--traces", str(tmp_path), "--date", "2026-02-01")
+    assert code == 2 and "no partition date=2026-02-01" in err
+    with pytest.raises(SystemExit):
+        main(["traces", "compact", "--traces", str(tmp_path), "--date", "2026-13-01"])
+    assert "not a date" in capsys.readouterr().err
+
+
+def test_spool_dir_holds_no_parquet_and_temp_names_do_not_match(tmp_path: Path) -> None:
+    """DuckDB's ``**/*.parquet`` glob must only ever see finished files."""
+    s = TraceSink(tmp_path, flush_interval_s=60, instance_id="glob")
+    s.start()
+    s.write(full_row(1))
+    names = [p.name for p in tmp_path.rglob("*")]
+    assert not [n for n in names if n.endswith(".parquet")]
+    tmp = parquet_flush._DateFile(tmp_path / "date=2026-03-01" / "part-x-y-1.parquet").tmp
+    assert tmp.name == ".part-x-y-1.parquet.tmp" and not tmp.match("*.parquet")
+    s.close()
+    shutil.rmtree(tmp_path / "date=2026-03-01")
