@@ -6,7 +6,13 @@ bash scripts/setup.sh --test
 .venv/bin/ruff check .
 # The gateway must keep working on mitmproxy 12.x too (Python 3.12+ gets 12.x; 3.11 gets 11.0.x):
 # when a Python 3.12 is on the machine, run the gateway's end-to-end tests under it first.
-PY312=$(command -v python3.12 || true)
+PY312=""
+for candidate in python3.12 python3.13 "$HOME"/.pyenv/versions/3.12*/bin/python3 "$HOME"/.pyenv/versions/3.13*/bin/python3; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+    PY312=$candidate
+    break
+  fi
+done
 if [ -n "$PY312" ] && [ "${CODEXGATE_SKIP_MITM12:-}" != 1 ]; then
   [ -x .venv312/bin/python ] || "$PY312" -m venv .venv312
   .venv312/bin/python -m pip install -q --upgrade pip uv >/dev/null
