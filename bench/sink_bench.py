@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -182,9 +183,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=5000.0)
-    parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
+    parser.add_argument("--dir", type=Path, help="work directory, kept (default: a temporary one, removed)")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="sink-bench-"))
+    try:
+        return measure(args, base)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, base: Path) -> int:
     t = time.perf_counter()
     rows = sample_rows()
     bodies = [len(r["request_body"]) for r in rows]
