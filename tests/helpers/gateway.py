@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from codexgate.demo_setup import DemoVault, create_demo_vault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +44,23 @@ def make_vault(
     tmp: Path, sim_url: str, openai_key: str, anthropic_key: str, azure_key: str | None = None
 ) -> DemoVault:
     return create_demo_vault(tmp, sim_url, openai_key, anthropic_key, azure_key)
+
+
+def wait_addons_ready(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """mitmproxy 12 may listen before the script's addons are configured: wait until the gateway
+    itself answers (a keyless call gets its own 401, marked with x-codexgate-error)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}")
+        try:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/responses", json={}, timeout=2, trust_env=False)
+            if r.headers.get("x-codexgate-error"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("gateway addons not ready")
 
 
 @dataclass
@@ -113,6 +132,7 @@ def start_gateway(
     try:
         wait_port(port, proc=proc)
         wait_port(proxy_port, proc=proc)
+        wait_addons_ready(port, proc)
     except Exception:
         proc.kill()
         raise RuntimeError(
