@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESTRICTABLE = ("org", "team", "developer")
@@ -61,3 +62,20 @@ class ViewerScope:
 
 
 ALL = ViewerScope(label="all")
+
+
+def scope_where(scope: ViewerScope, since: Any, until: Any) -> tuple[str, list[Any]]:
+    """``start_time`` range (``[since, until)``; None = open) and the viewer's scope as one
+    parameterised predicate, for every query over the traces."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("start_time >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("start_time < ?")
+        params.append(until)
+    scope_sql, scope_params = scope.sql_filter()
+    clauses.append(scope_sql)
+    params.extend(scope_params)
+    return " AND ".join(clauses), params

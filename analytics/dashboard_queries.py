@@ -7,11 +7,10 @@ travel as ``?`` parameters, the time bucket comes from ``queries.BUCKET_EXPRESSI
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
 
 import polars as pl
 
-from analytics.access import ViewerScope
+from analytics.access import ViewerScope, scope_where
 from analytics.db import TraceStore
 from analytics.queries import BUCKET_EXPRESSIONS
 
@@ -25,22 +24,6 @@ def as_utc(value: TimeArg) -> datetime | None:
     if not isinstance(value, datetime):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def scope_where(scope: ViewerScope, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
-    """``start_time`` range and the viewer's scope as one parameterised predicate."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("start_time >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("start_time < ?")
-        params.append(until)
-    scope_sql, scope_params = scope.sql_filter()
-    clauses.append(scope_sql)
-    params.extend(scope_params)
-    return " AND ".join(clauses), params
 
 
 OUTCOMES_OVER_TIME_SQL = """

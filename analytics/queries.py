@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from analytics.access import ViewerScope
+from analytics.access import ViewerScope, scope_where
 from analytics.budgets import Budget, period_bounds
 from analytics.db import TraceStore
 
@@ -346,21 +346,6 @@ def _dims(by: Sequence[str], bucket: str | None = None) -> _Dims:
     return _Dims(select, partition, names, params, renames)
 
 
-def _where(scope: ViewerScope, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("start_time >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("start_time < ?")
-        params.append(until)
-    scope_sql, scope_params = scope.sql_filter()
-    clauses.append(scope_sql)
-    params.extend(scope_params)
-    return " AND ".join(clauses), params
-
-
 def _run(
     store: TraceStore,
     template: str,
@@ -376,7 +361,7 @@ def _run(
 ) -> pl.DataFrame:
     lo, hi = _utc(since), _utc(until)
     dims = _dims(by, bucket)
-    where, where_params = _where(scope, lo, hi)
+    where, where_params = scope_where(scope, lo, hi)
     dims_order = ", ".join(f"{n} NULLS LAST" for n in dims.names)
     order_sql = (order or "{dims_order}").replace("{dims_order}", dims_order or "1")
     sql = template.format(
@@ -504,7 +489,7 @@ def top_sessions(
     if limit < 1:
         raise ValueError("limit must be >= 1")
     lo, hi = _utc(since), _utc(until)
-    where, where_params = _where(scope, lo, hi)
+    where, where_params = scope_where(scope, lo, hi)
     rank_metric, order = SESSION_ORDERS[order_by]
     sql = TOP_SESSIONS_SQL.format(
         traces=store.relation(lo, hi), where=where, rank_metric=rank_metric, order=order + ", session_id"
@@ -584,7 +569,7 @@ def budget_status(
         else:
             target, target_params = "team = ?", [budget.team]
         upto = now + timedelta(microseconds=1)
-        where, where_params = _where(scope, start, upto)
+        where, where_params = scope_where(scope, start, upto)
         traces = store.relation(start, upto)
         spent_frame = store.query(
             BUDGET_SPEND_SQL.format(traces=traces, where=where, target=target),

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from addons.reassembly import from_json_body
-from analytics.access import ViewerScope
+from analytics.access import ViewerScope, scope_where
 from analytics.db import TraceStore
 from analytics.queries import TimeArg
 
@@ -170,21 +170,6 @@ ORDER BY call_index NULLS LAST, start_time, trace_id
 """
 
 
-def _where(scope: ViewerScope, since: TimeArg, until: TimeArg) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        clauses.append("start_time >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("start_time < ?")
-        params.append(until)
-    scope_sql, scope_params = scope.sql_filter()
-    clauses.append(scope_sql)
-    params.extend(scope_params)
-    return " AND ".join(clauses), params
-
-
 def list_sessions(
     store: TraceStore,
     scope: ViewerScope,
@@ -205,7 +190,7 @@ def list_sessions(
     if limit < 1:
         raise ValueError("limit must be >= 1")
     traces = store.relation(since, until)
-    where, params = _where(scope, since, until)
+    where, params = scope_where(scope, since, until)
     search_sql = ""
     search_params: list[Any] = []
     needle = (search or "").strip().lower()
@@ -240,7 +225,7 @@ def session_calls(
     """Every call of one session visible to ``scope``, in order (``call_index``, then ``start_time``),
     with the columns the replay needs (bodies included). Empty when the session does not exist or
     is not visible to the viewer."""
-    where, params = _where(scope, since, until)
+    where, params = scope_where(scope, since, until)
     sql = SESSION_CALLS_SQL.format(
         columns=", ".join(CALL_COLUMNS), traces=store.relation(since, until), where=where
     )
