@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +40,7 @@ from codexgate.vault import (
     generate_secret,
     load_secret,
     split_team,
+    write_private_atomic,
 )
 
 DEFAULT_VAULT = "codexgate-data/vault/vault.enc"
@@ -359,27 +359,13 @@ def run_init(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = generate_secret()
-    _write_private(key_file, secret + b"\n")
+    write_private_atomic(key_file, secret + b"\n")
     Vault().save(path, secret)
     print(f"created empty vault {path}")
     print(f"wrote its key to {key_file} (mode 0600); keep it off backups of the vault")
     print(f"use it with --key-file {key_file} or CODEXGATE_VAULT_KEY_FILE={key_file},")
     print(f'or without a file: export {KEY_ENV}="$(cat {key_file})" and delete the file')
     return 0
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically with mode 0600 (mkstemp creates files 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------- providers

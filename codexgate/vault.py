@@ -371,6 +371,28 @@ def _provider_from_dict(d: Mapping[str, Any]) -> ProviderCredential:
 # ---------------------------------------------------------------------------- the vault
 
 
+def write_private_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600: a temp file in the same directory
+    (mkstemp creates it 0600), fsync, ``os.replace``, then fsync of the directory. A reader sees
+    the old file or the new one, never half of one."""
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 @dataclass
 class Vault:
     providers: dict[str, ProviderCredential] = field(default_factory=dict)
@@ -423,21 +445,7 @@ class Vault:
         directory = path.parent
         if not directory.is_dir():
             raise VaultError(f"cannot save vault {path}: directory {directory} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(token)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_private_atomic(path, token)
 
     def to_dict(self) -> dict[str, Any]:
         return {
