@@ -258,7 +258,7 @@ def _check(traces: Path, session: str | None) -> int:
 def _banner(
     args: argparse.Namespace, data: Path, demo: DemoVault, admin_token: str, session: str | None
 ) -> None:
-    key = demo.keys.get("alice", "<create one: codexgate key create ...>")
+    keys_file = data / "secrets" / "demo-keys.json"  # mode 0600; the key itself is never printed here
     print(
         f"""
 codexgate demo is running (Ctrl-C stops everything)
@@ -270,8 +270,8 @@ codexgate demo is running (Ctrl-C stops everything)
   vault                  : {demo.path}   (key file: {demo.key_file})
   sample session         : {session}
 
-Developer key for alice (demo only; real keys are printed once by `codexgate key create`):
-  export CODEXGATE_KEY={key}
+Developer key for alice (kept in {keys_file}, mode 0600; real keys are printed once by `codexgate key create`):
+  export CODEXGATE_KEY=$({sys.executable} -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys"]["alice"])' {keys_file})
 
 Codex config ($CODEX_HOME/config.toml):
   model = "gpt-5-codex"
