@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
     from addons.stream_tap import StreamTap
-    from codexgate.vault import GatewayKey, ProviderCredential
+    from codexgate.core.vault import GatewayKey, ProviderCredential
 
 STATE_KEY = "codexgate"
 

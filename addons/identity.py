@@ -23,7 +23,7 @@ from addons.errors import error_response
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.vault_watch import VaultHolder
-from codexgate.vault import AuthError
+from codexgate.core.vault import AuthError
 
 log = logging.getLogger("codexgate.identity")
 

@@ -35,7 +35,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from addons import spool
-from codexgate import schema
+from codexgate.core import schema
 
 REJECTED_DIR = "_rejected"
 COMPACT_LOCK = ".compact.lock"

@@ -13,15 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from addons.sse import SseEvent
-
-
-@dataclass
-class Usage:
-    input_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    output_tokens: int | None = None
-    reasoning_tokens: int | None = None
+from codexgate.core.pricing import Usage
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from codexgate.vault import ProviderCredential, Vault
+from codexgate.core.vault import ProviderCredential, Vault
 
 ROUTE_HEADER = "x-codexgate-route"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from codexgate import schema
+from codexgate.core import schema
 
 SPOOL_DIR = "_spool"
 LOCK_NAME = ".lock"

@@ -1,4 +1,4 @@
-"""Turns a finished flow and its state into one trace row (``codexgate.schema``)."""
+"""Turns a finished flow and its state into one trace row (``codexgate.core.schema``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from mitmproxy import http
 
 from addons import privacy
 from addons.flowstate import FlowState
-from addons.pricing import PRICE_SOURCE, PRICE_VERSION, price
 from addons.reassembly import Reassembled
 from addons.redaction import headers_json
-from codexgate.schema import SCHEMA_VERSION
+from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION, price
+from codexgate.core.schema import SCHEMA_VERSION
 
 _PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode, urlsplit
 
 from addons.api_shape import ApiShape
-from codexgate.vault import ProviderCredential
+from codexgate.core.vault import ProviderCredential
 
 ANTHROPIC_VERSION = "2023-06-01"
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codexgate.vault import Vault, VaultError, load_secret
+from codexgate.core.vault import Vault, VaultError, load_secret
 
-log = logging.getLogger("codexgate.vault")
+log = logging.getLogger("codexgate.core.vault")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 SCOPE_KINDS = ("key", "team")
 PERIODS = ("day", "week", "month")
@@ -58,3 +59,28 @@ def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
         )
         return start, end
     raise ValueError(f"unknown budget period {period!r}")
+
+
+def budgets_from_vault(vault: Any) -> list[Budget]:
+    budgets: list[Budget] = []
+    for kind, entries in (
+        ("key", getattr(vault, "keys", {}) or {}),
+        ("team", getattr(vault, "teams", {}) or {}),
+    ):
+        for name, entry in entries.items():
+            amount = _field(entry, "budget_usd")
+            if amount is None or float(amount) <= 0:
+                continue
+            period = _field(entry, "budget_period") or "month"
+            label = (_field(entry, "key_id") or name) if kind == "key" else name
+            try:
+                budgets.append(Budget(kind, str(label), float(amount), str(period)))
+            except ValueError as exc:
+                raise ValueError(f"vault {kind} {label}: {exc}") from None
+    return budgets
+
+
+def _field(entry: Any, name: str) -> Any:
+    if isinstance(entry, dict):
+        return entry.get(name)
+    return getattr(entry, name, None)

@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from codexgate import schema
+from codexgate.core import schema
 
 
 class TracesNotFound(Exception):

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from genai_prices import Usage, calc_price
 
-from codexgate import schema
+from codexgate.core import schema
 
 PRICE_SOURCE = "genai-prices"
 PRICE_VERSION = version("genai-prices")
@@ -1106,7 +1106,7 @@ def generate_rows(
     days: int = 7,
     bodies: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """Synthetic trace rows (dicts in ``codexgate.schema`` shape), session by session in call order.
+    """Synthetic trace rows (dicts in ``codexgate.core.schema`` shape), session by session in call order.
 
     Stops after ``n_calls`` rows or ``n_sessions`` sessions (whichever comes first; the last session
     may be cut short by ``n_calls``). Same seed, same rows.

@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from analytics.access import ViewerScope
-from codexgate.vault import AuthError, Vault, VaultError, load_secret
+from codexgate.core.vault import AuthError, Vault, VaultError, load_secret
 
 _SESSION_KEY = "codexgate_viewer"
 

@@ -23,7 +23,7 @@ from analytics.access import ViewerScope
 from analytics.db import TraceStore
 from analytics.sessions import list_sessions, replay_steps, session_calls
 from analytics.synth import write_dataset
-from codexgate.vault import Vault, generate_secret
+from codexgate.core.vault import Vault, generate_secret
 from dashboard.auth import LoginError, resolve_viewer
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "pages"

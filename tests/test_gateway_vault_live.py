@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from codexgate.vault import Vault, generate_secret
+from codexgate.core.vault import Vault, generate_secret
 from tests.conftest import read_traces
 from tests.helpers.gateway import make_vault, start_gateway
 

@@ -160,7 +160,7 @@ def test_user_errors_are_one_line(traces: Path, tmp_path: Path) -> None:
 
 
 def _vault_with_budgets(folder: Path) -> tuple[Path, Path]:
-    from codexgate.vault import Vault, generate_secret
+    from codexgate.core.vault import Vault, generate_secret
 
     secret = generate_secret()
     key_file = folder / "vault.key"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from codexgate import schema, schema_doc
+from codexgate.core import schema, schema_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 

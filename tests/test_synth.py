@@ -17,7 +17,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from analytics import synth
-from codexgate import schema
+from codexgate.core import schema
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]

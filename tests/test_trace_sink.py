@@ -26,8 +26,8 @@ import pytest
 
 from addons import parquet_flush, spool
 from addons.trace_sink import SinkError, TraceSink, compact, recover
-from codexgate import schema
 from codexgate.cli import main
+from codexgate.core import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY1 = datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=UTC)

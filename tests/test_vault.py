@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from codexgate.keys import hash_key, parse_key
-from codexgate.vault import (
+from codexgate.core.keys import hash_key, parse_key
+from codexgate.core.vault import (
     AuthError,
     ProviderCredential,
     Vault,
@@ -490,7 +490,7 @@ def test_route_validation_and_order() -> None:
 _BIG_SAVE = """
 import errno, resource, signal, sys
 from pathlib import Path
-from codexgate.vault import Vault, load_secret
+from codexgate.core.vault import Vault, load_secret
 path, mode = Path(sys.argv[1]), sys.argv[2]
 secret = load_secret(None)
 v = Vault.load(path, secret)
@@ -540,7 +540,7 @@ def test_a_save_that_fails_or_dies_mid_write_leaves_the_old_vault(
 _WRITER = """
 import sys
 from pathlib import Path
-from codexgate.vault import Vault, load_secret
+from codexgate.core.vault import Vault, load_secret
 path = Path(sys.argv[1])
 secret = load_secret(None)
 v = Vault.load(path, secret)

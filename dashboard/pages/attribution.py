@@ -13,8 +13,7 @@ import streamlit as st
 
 from analytics import queries
 from analytics.access import ViewerScope
-from analytics.budgets import Budget
-from analytics.report_cli import budgets_from_vault
+from analytics.budgets import Budget, budgets_from_vault
 from dashboard import auth, data
 
 DIMENSIONS = {"Team": "team", "Org": "org", "Project": "project", "Developer": "developer", "Model": "model"}

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from codexgate import schema
+from codexgate.core import schema
 
 D0 = datetime(2026, 11, 1, tzinfo=UTC)
 D1 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from codexgate.demo_setup import DemoVault, create_demo_vault
+from codexgate.cli.demo_setup import DemoVault, create_demo_vault
 
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))

@@ -23,7 +23,7 @@ import polars as pl
 
 from analytics import queries
 from analytics.access import ViewerScope
-from analytics.budgets import Budget
+from analytics.budgets import Budget, budgets_from_vault
 from analytics.db import TracesNotFound, TraceStore
 from codexgate.cli import CliError
 
@@ -329,9 +329,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 def load_vault_budgets(vault_path: Path, key_file: str | None) -> list[Budget]:
     """Budgets configured on keys (``budget_usd``/``budget_period``) and teams in the vault."""
     try:
-        from codexgate import vault as vault_mod
+        from codexgate.core import vault as vault_mod
     except ModuleNotFoundError:
-        raise CliError("--vault needs codexgate.vault, which this build does not include") from None
+        raise CliError("--vault needs codexgate.core.vault, which this build does not include") from None
     if not vault_path.exists():
         raise CliError(f"vault not found: {vault_path}")
     try:
@@ -341,32 +341,10 @@ def load_vault_budgets(vault_path: Path, key_file: str | None) -> list[Budget]:
         raise
     except Exception as exc:  # wrong key, corrupt file: one line for the user
         raise CliError(f"cannot open vault {vault_path}: {exc}") from None
-    return budgets_from_vault(vault)
-
-
-def budgets_from_vault(vault: Any) -> list[Budget]:
-    budgets: list[Budget] = []
-    for kind, entries in (
-        ("key", getattr(vault, "keys", {}) or {}),
-        ("team", getattr(vault, "teams", {}) or {}),
-    ):
-        for name, entry in entries.items():
-            amount = _field(entry, "budget_usd")
-            if amount is None or float(amount) <= 0:
-                continue
-            period = _field(entry, "budget_period") or "month"
-            label = (_field(entry, "key_id") or name) if kind == "key" else name
-            try:
-                budgets.append(Budget(kind, str(label), float(amount), str(period)))
-            except ValueError as exc:
-                raise CliError(f"vault {kind} {label}: {exc}") from None
-    return budgets
-
-
-def _field(entry: Any, name: str) -> Any:
-    if isinstance(entry, dict):
-        return entry.get(name)
-    return getattr(entry, name, None)
+    try:
+        return budgets_from_vault(vault)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ url-safe base64 string that fits an environment variable (``CODEXGATE_VAULT_KEY`
 file, which must never lie beside the vault. The vault is small, so Fernet's base64 overhead
 costs nothing that matters (1,000 keys load in a few milliseconds).
 
-Gateway keys (see ``codexgate.keys``) are stored only as ``sha256:<hex>`` of the whole key.
+Gateway keys (see ``codexgate.core.keys``) are stored only as ``sha256:<hex>`` of the whole key.
 
 Saving is atomic: a temp file in the same directory, fsync, ``os.replace``, fsync of the
 directory — a reader (the gateway reloads on change) sees the old vault or the new one,
@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from codexgate.keys import AuthError, fingerprint, hash_key, new_key, new_key_id, parse_key
+from codexgate.core.keys import AuthError, fingerprint, hash_key, new_key, new_key_id, parse_key
 
 __all__ = [
     "AuthError",
@@ -401,6 +401,9 @@ class Vault:
     routes: list[Route] = field(default_factory=list)  # first match wins
     rotation_grace_seconds: int = 3600
     org_admin_key_ids: list[str] = field(default_factory=list)
+    # Raw JSON sections owned by other modules (e.g. "limits", "guardrail_policies"): the vault
+    # stores and round-trips them without interpreting them; their owners parse and validate.
+    sections: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------ file
     @classmethod
@@ -466,6 +469,7 @@ class Vault:
             "routes": [{"model": r.model, "provider": r.provider, "api": r.api} for r in self.routes],
             "rotation_grace_seconds": self.rotation_grace_seconds,
             "org_admin_key_ids": list(self.org_admin_key_ids),
+            "sections": dict(self.sections),
         }
 
     @classmethod
@@ -478,6 +482,7 @@ class Vault:
             routes=[Route(r["model"], r["provider"], r.get("api", "*")) for r in doc.get("routes", [])],
             rotation_grace_seconds=int(doc.get("rotation_grace_seconds", 3600)),
             org_admin_key_ids=list(doc.get("org_admin_key_ids", [])),
+            sections=dict(doc.get("sections", {})),
         )
 
     # ------------------------------------------------------------ authentication

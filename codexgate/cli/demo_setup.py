@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codexgate.vault import ProviderCredential, Route, Team, Vault, generate_secret
+from codexgate.core.vault import ProviderCredential, Route, Team, Vault, generate_secret
 
 # developer -> (team, extra key scope)
 DEMO_DEVELOPERS: dict[str, tuple[str, dict[str, object]]] = {

@@ -13,24 +13,24 @@ import sys
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
-    "codexgate.admin_cli",  # init, provider, team, key, route
-    "codexgate.sink_cli",  # traces compact / recover / stats
-    "analytics.report_cli",  # report spend|latency|errors|guardrails|sessions
-    "codexgate.replay_cli",  # replay SESSION_ID
-    "codexgate.demo_cli",  # demo: embedded defaults, simulated provider
+    "codexgate.cli.admin",  # init, provider, team, key, route
+    "codexgate.cli.sink",  # traces compact / recover / stats
+    "codexgate.cli.report",  # report spend|latency|errors|guardrails|sessions
+    "codexgate.cli.replay",  # replay SESSION_ID
+    "codexgate.cli.demo",  # demo: embedded defaults, simulated provider
 ]
 # The module that owns each command, so one command does not import every other one's
 # libraries (polars, duckdb, pyarrow take ~1 s to import; admin commands need none of them).
 COMMAND_OWNERS = {
-    "init": "codexgate.admin_cli",
-    "provider": "codexgate.admin_cli",
-    "team": "codexgate.admin_cli",
-    "key": "codexgate.admin_cli",
-    "route": "codexgate.admin_cli",
-    "traces": "codexgate.sink_cli",
-    "report": "analytics.report_cli",
-    "replay": "codexgate.replay_cli",
-    "demo": "codexgate.demo_cli",
+    "init": "codexgate.cli.admin",
+    "provider": "codexgate.cli.admin",
+    "team": "codexgate.cli.admin",
+    "key": "codexgate.cli.admin",
+    "route": "codexgate.cli.admin",
+    "traces": "codexgate.cli.sink",
+    "report": "codexgate.cli.report",
+    "replay": "codexgate.cli.replay",
+    "demo": "codexgate.cli.demo",
 }
 
 

@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path
 
 from codexgate.cli import CliError
-from codexgate.demo_setup import DemoVault, create_demo_vault
-from codexgate.vault import Vault, VaultError
+from codexgate.cli.demo_setup import DemoVault, create_demo_vault
+from codexgate.core.vault import Vault, VaultError
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_SCRIPT = ROOT / "addons" / "gateway.py"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codexgate import schema
+from codexgate.core import schema
 
 
 def render() -> str:
@@ -10,7 +10,7 @@ def render() -> str:
         "# Trace schema",
         "",
         f"Generated from `codexgate/schema.py` (schema_version {schema.SCHEMA_VERSION}); do not edit by hand:",
-        "`python -m codexgate.schema_doc > docs/TRACE_SCHEMA.md`.",
+        "`python -m codexgate.core.schema_doc > docs/TRACE_SCHEMA.md`.",
         "",
         "One row per model call that reached the gateway (forwarded, failed or refused). Files:",
         "`TRACES/date=YYYY-MM-DD/*.parquet` (zstd). Read with",

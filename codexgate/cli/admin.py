@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from codexgate.cli import CliError
-from codexgate.vault import (
+from codexgate.core.vault import (
     BUDGET_PERIODS,
     KEY_ENV,
     PRIVACY_MODES,
@@ -249,7 +249,7 @@ def _read(args: argparse.Namespace) -> Vault:
 
 
 @contextlib.contextmanager
-def _edit(args: argparse.Namespace) -> Iterator[Vault]:
+def edit_vault(args: argparse.Namespace) -> Iterator[Vault]:
     """Load, let the caller change, save atomically — under an exclusive lock on a lock file
     beside the vault, so concurrent admin commands serialise instead of losing edits."""
     path = _vault_path(args)
@@ -377,7 +377,7 @@ def run_provider_add(args: argparse.Namespace) -> int:
         raise CliError("--host and --no-intercept contradict each other")
     api_key = _read_api_key(args)
     hosts: list[str] | None = [] if args.no_intercept else args.host
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         provider = ProviderCredential(
             name=args.name,
             kind=args.kind,
@@ -395,7 +395,7 @@ def run_provider_add(args: argparse.Namespace) -> int:
 @cli_errors
 def run_provider_rotate(args: argparse.Namespace) -> int:
     api_key = _read_api_key(args)
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.rotate_provider_key(args.name, api_key)
         fp = vault.provider(args.name).fingerprint()
     print(f"rotated the key of provider {args.name} (now {fp})")
@@ -439,7 +439,7 @@ def run_provider_list(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_provider_remove(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.remove_provider(args.name)
     print(f"removed provider {args.name}")
     return 0
@@ -451,7 +451,7 @@ def run_provider_remove(args: argparse.Namespace) -> int:
 @cli_errors
 def run_team_add(args: argparse.Namespace) -> int:
     org, name = split_team(args.team)
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.add_team(
             org,
             name,
@@ -555,7 +555,7 @@ def run_key_create(args: argparse.Namespace) -> int:
     org, team = split_team(args.team)
     expires = parse_expiry(args.expires, now) if args.expires else None
     tags = _parse_tags(args.tag)
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         entry, plain = vault.create_key(
             org=org,
             team=team,
@@ -619,7 +619,7 @@ def run_key_show(args: argparse.Namespace) -> int:
 def run_key_rotate(args: argparse.Namespace) -> int:
     grace = parse_duration(args.grace) if args.grace is not None else None
     now = datetime.now(UTC)
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         plain = vault.rotate_key(args.key_id, now, grace_seconds=grace)
         grace_s = vault.rotation_grace_seconds if grace is None else grace
     _print_new_key(args.key_id, plain, args.json, "rotated")
@@ -631,7 +631,7 @@ def run_key_rotate(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_revoke(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.revoke_key(args.key_id)
     print(f"revoked key {args.key_id}")
     return 0
@@ -639,7 +639,7 @@ def run_key_revoke(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_enable(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.set_key_enabled(args.key_id, True)
     print(f"enabled key {args.key_id}")
     return 0
@@ -647,7 +647,7 @@ def run_key_enable(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_disable(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.set_key_enabled(args.key_id, False)
     print(f"disabled key {args.key_id}")
     return 0
@@ -658,7 +658,7 @@ def run_key_disable(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_add(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         vault.add_route(args.model, args.provider, args.api, position=args.position)
         index = args.position if args.position is not None else len(vault.routes) - 1
     print(f"added route {index}: {args.model} ({args.api}) -> {args.provider}")
@@ -683,7 +683,7 @@ def run_route_list(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_remove(args: argparse.Namespace) -> int:
-    with _edit(args) as vault:
+    with edit_vault(args) as vault:
         route = vault.remove_route(args.index)
     print(f"removed route {args.index}: {route.model} ({route.api}) -> {route.provider}")
     return 0
