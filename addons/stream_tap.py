@@ -15,8 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from addons.reassembly import STREAM_REASSEMBLERS, Reassembled, ResponsesReassembler
-from addons.sse import SseParser
+from codexgate.wire import Reassembled, SseEvent, SseParser, reassembler
 
 
 class _Decoder:
@@ -59,7 +58,7 @@ class StreamTap:
         on_first_token: Callable[[datetime], None],
         on_terminal: Callable[[], None],
     ) -> None:
-        self.reassembler = STREAM_REASSEMBLERS.get(api, ResponsesReassembler)()
+        self.reassembler = reassembler(api)
         self.parser = SseParser()
         self.decoder = _Decoder(content_encoding)
         self.on_first_token = on_first_token
@@ -80,7 +79,7 @@ class StreamTap:
         self.parse_seconds += time.perf_counter() - t0
         return chunk
 
-    def _consume(self, events: list[Any]) -> None:
+    def _consume(self, events: list[SseEvent]) -> None:
         r = self.reassembler
         for ev in events:
             if r.on_event(ev):

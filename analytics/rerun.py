@@ -15,11 +15,13 @@ from typing import Any
 
 import httpx
 
+from codexgate.wire import Api, from_json_body
+
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080/v1"
 API_PATHS: dict[str, str] = {
-    "responses": "/responses",
-    "chat_completions": "/chat/completions",
-    "anthropic_messages": "/messages",
+    Api.RESPONSES: "/responses",
+    Api.CHAT: "/chat/completions",
+    Api.ANTHROPIC: "/messages",
 }
 
 
@@ -70,47 +72,20 @@ def build_request(
 
 
 def auth_headers(api_type: str, key: str) -> dict[str, str]:
-    if api_type == "anthropic_messages":
+    if api_type == Api.ANTHROPIC:
         return {"x-api-key": key, "anthropic-version": "2023-06-01"}
     return {"Authorization": f"Bearer {key}"}
 
 
 def answer_of(api_type: str, doc: Any) -> tuple[str, dict[str, Any], str | None, list[dict[str, Any]]]:
-    """(answer text, usage, model, tool calls) from a non-streamed response JSON."""
-    if not isinstance(doc, dict):
+    """(answer text, raw usage object, model, tool calls) of a non-streamed response JSON, read
+    with the wire summary (``codexgate.wire.from_json_body``)."""
+    summary = from_json_body(api_type, doc)
+    if not isinstance(doc, dict) or summary.failed:
         return "", {}, None, []
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    if api_type == "responses":
-        for item in doc.get("output") or []:
-            if not isinstance(item, dict):
-                continue
-            if item.get("type") == "message":
-                for part in item.get("content") or []:
-                    if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        texts.append(part["text"])
-            elif item.get("type") in ("function_call", "custom_tool_call"):
-                calls.append(
-                    {"name": item.get("name"), "arguments": item.get("arguments") or item.get("input")}
-                )
-    elif api_type == "chat_completions":
-        for choice in doc.get("choices") or []:
-            message = (choice or {}).get("message") or {}
-            if isinstance(message.get("content"), str):
-                texts.append(message["content"])
-            for tc in message.get("tool_calls") or []:
-                fn = (tc or {}).get("function") or {}
-                calls.append({"name": fn.get("name"), "arguments": fn.get("arguments")})
-    elif api_type == "anthropic_messages":
-        for block in doc.get("content") or []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text":
-                texts.append(block.get("text") or "")
-            elif block.get("type") == "tool_use":
-                calls.append({"name": block.get("name"), "arguments": json.dumps(block.get("input"))})
+    calls = [{"name": c.get("name"), "arguments": c.get("arguments")} for c in summary.tool_calls]
     usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
-    return "\n".join(texts), usage, doc.get("model"), calls
+    return summary.text, usage, summary.response_model, calls
 
 
 def _error_text(doc: Any, raw: str) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from analytics.db import TraceStore
+from codexgate.wire import Api, input_items
+from codexgate.wire import responses as wire_responses
 
 _VOLATILE_KEYS = frozenset({"id", "encrypted_content", "status"})
 
@@ -30,13 +32,9 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def input_items_of(body: dict[str, Any]) -> list[Any]:
-    if "input" in body:
-        inp = body["input"]
-        return (
-            [{"type": "message", "role": "user", "content": inp}] if isinstance(inp, str) else list(inp or [])
-        )
-    return list(body.get("messages") or [])
+def input_items_of(body: Any) -> list[Any]:
+    """The input items of a recorded or live request body (any API; never raises)."""
+    return input_items(None, body)
 
 
 def content_hash(items: list[Any]) -> str:
@@ -99,7 +97,7 @@ def load_session(store: TraceStore, session_id: str) -> list[RecordedCall]:
         calls.append(
             RecordedCall(
                 index=len(calls),
-                api=row["openai_api_type"] or "responses",
+                api=row["openai_api_type"] or Api.RESPONSES,
                 status_code=row["status_code"] or 200,
                 streaming=bool(row["streaming"]),
                 response=json.loads(row["response_body"]) if row["response_body"] else None,
@@ -112,51 +110,9 @@ def load_session(store: TraceStore, session_id: str) -> list[RecordedCall]:
 
 
 def responses_sse(response: dict[str, Any]) -> bytes:
-    """The SSE event sequence of the Responses API that yields ``response``."""
-    events: list[dict[str, Any]] = []
-    seq = 0
-
-    def emit(kind: str, **fields: Any) -> None:
-        nonlocal seq
-        events.append({"type": kind, "sequence_number": seq, **fields})
-        seq += 1
-
-    emit("response.created", response={**response, "status": "in_progress", "output": []})
-    for i, item in enumerate(response.get("output") or []):
-        emit("response.output_item.added", output_index=i, item=item)
-        if item.get("type") == "message":
-            for j, part in enumerate(item.get("content") or []):
-                if part.get("type") == "output_text":
-                    emit(
-                        "response.output_text.delta",
-                        output_index=i,
-                        content_index=j,
-                        item_id=item.get("id"),
-                        delta=part.get("text", ""),
-                    )
-                    emit(
-                        "response.output_text.done",
-                        output_index=i,
-                        content_index=j,
-                        item_id=item.get("id"),
-                        text=part.get("text", ""),
-                    )
-        elif item.get("type") == "function_call":
-            emit(
-                "response.function_call_arguments.delta",
-                output_index=i,
-                item_id=item.get("id"),
-                delta=item.get("arguments", ""),
-            )
-            emit(
-                "response.function_call_arguments.done",
-                output_index=i,
-                item_id=item.get("id"),
-                arguments=item.get("arguments", ""),
-            )
-        emit("response.output_item.done", output_index=i, item=item)
-    emit("response.completed", response=response)
-    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+    """The Responses SSE stream that yields ``response`` (the wire encoder: messages, function and
+    custom-tool calls, reasoning summaries)."""
+    return wire_responses.encode_sse(response)
 
 
 class ReplayServer:
@@ -230,6 +186,6 @@ class ReplayServer:
                 {"error": {"message": msg, "type": "server_error", "code": "replayed_error"}},
                 status=call.status_code if call.status_code >= 400 else 502,
             )
-        if call.api == "responses" and body.get("stream"):
+        if call.api == Api.RESPONSES and isinstance(body, dict) and body.get("stream"):
             return web.Response(body=responses_sse(call.response), content_type="text/event-stream")
         return web.json_response(call.response)

@@ -14,7 +14,6 @@ Chat Completions messages and Anthropic content blocks are understood too.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +22,19 @@ from typing import Any
 
 import polars as pl
 
-from addons.reassembly import from_json_body
 from analytics.access import ViewerScope, scope_where
 from analytics.db import TraceStore
 from analytics.queries import TimeArg
-
-ERROR_OUTCOMES = ("upstream_error", "gateway_error", "incomplete")
+from codexgate.wire import (
+    TOOL_CALL_TYPES,
+    TOOL_OUTPUT_TYPES,
+    Api,
+    Outcome,
+    from_json_body,
+    input_items,
+    instruction_values,
+    item_digest,
+)
 
 # ---------------------------------------------------------------------------------------------
 # SQL
@@ -242,8 +248,6 @@ ASSISTANT, TOOL_CALL, REASONING, OTHER = "assistant", "tool_call", "reasoning", 
 ECHO_KINDS = frozenset({ASSISTANT, TOOL_CALL, REASONING})  # the model's own earlier output, resent
 
 _CONTEXT_PREFIXES = ("<environment_context>", "<user_instructions>", "# AGENTS.md", "<permissions")
-_TOOL_OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
-_TOOL_CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call", "web_search_call")
 
 
 @dataclass
@@ -317,11 +321,11 @@ def classify_item(item: Any) -> list[InputItem]:
         return [InputItem(OTHER, None, item if isinstance(item, str) else json.dumps(item), raw=item)]
     kind = item.get("type")
     role = item.get("role")
-    if kind in _TOOL_OUTPUT_TYPES:
+    if kind in TOOL_OUTPUT_TYPES:
         return [
             InputItem(TOOL_OUTPUT, None, tool_output_text(item.get("output")), item.get("call_id"), raw=item)
         ]
-    if kind in _TOOL_CALL_TYPES:
+    if kind in TOOL_CALL_TYPES:
         if kind == "local_shell_call":
             args = json.dumps(item.get("action"))
             name = "local_shell"
@@ -397,42 +401,18 @@ def classify_item(item: Any) -> list[InputItem]:
     return [InputItem(OTHER, role, text or json.dumps(item), raw=item)]
 
 
-def request_items(body: Mapping[str, Any] | None) -> list[Any]:
+def request_items(body: Any) -> list[Any]:
     """The conversation items of a request body (Responses ``input``, or Chat/Anthropic ``messages``)."""
-    if not isinstance(body, Mapping):
-        return []
-    if "input" in body:
-        inp = body["input"]
-        if isinstance(inp, str):
-            return [{"type": "message", "role": "user", "content": inp}]
-        return list(inp) if isinstance(inp, list) else []
-    msgs = body.get("messages")
-    return list(msgs) if isinstance(msgs, list) else []
+    return list(input_items(None, body))
 
 
-def instructions_text(body: Mapping[str, Any] | None) -> str | None:
-    """The standing instructions of a request, as readable text: ``instructions`` / ``system``, else
-    the developer/system messages (Codex sends its base prompt as the first developer message)."""
+def instructions_text(body: Any) -> str | None:
+    """The standing instructions of a request as readable text (which parts are instructions is
+    the wire's ``instruction_values``)."""
     if not isinstance(body, Mapping):
         return None
-    for key in ("instructions", "system"):
-        if body.get(key):
-            return content_text(body[key])
-    parts = [
-        content_text(it.get("content"))
-        for it in request_items(body)
-        if isinstance(it, Mapping) and it.get("role") in ("developer", "system")
-    ]
+    parts = [content_text(v) for v in instruction_values(dict(body), request_items(body))]
     return "\n\n".join(parts) if parts else None
-
-
-def item_digest(item: Any) -> str:
-    """Identity of an input item across resends: its id when it has one, else its content."""
-    if isinstance(item, Mapping):
-        ident = item.get("id") or item.get("call_id")
-        if ident and item.get("type") not in _TOOL_OUTPUT_TYPES:
-            return f"{item.get('type')}:{ident}"
-    return hashlib.blake2b(json.dumps(item, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
 def new_items_by_diff(previous: Sequence[Any] | None, current: Sequence[Any]) -> list[Any]:
@@ -554,7 +534,7 @@ class Step:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "ok"
+        return self.outcome == Outcome.OK
 
     @property
     def input_text(self) -> str:
@@ -564,9 +544,9 @@ class Step:
 
     def summary(self) -> str:
         """One line: what happened in this step."""
-        if self.outcome == "refused":
+        if self.outcome == Outcome.REFUSED:
             return f"refused: {self.refusal_reason or self.error_type or self.status_code}"
-        if self.outcome != "ok":
+        if self.outcome != Outcome.OK:
             detail = self.error_type or (f"HTTP {self.status_code}" if self.status_code else "")
             return f"{self.outcome}{': ' + detail if detail else ''}"
         if self.tool_calls:
@@ -646,7 +626,7 @@ def replay_steps(calls: pl.DataFrame | Iterable[Mapping[str, Any]]) -> list[Step
     last_instr: tuple[int, str | None, str | None] | None = None  # (step index, hash, text)
     for i, row in enumerate(rows):
         body = _loads(row.get("request_body"))
-        api = row.get("openai_api_type") or "responses"
+        api = row.get("openai_api_type") or Api.RESPONSES
         response = _loads(row.get("response_body"))
         parsed = from_json_body(api, response) if isinstance(response, dict) else None
         raw_new, source = _new_items(row, body, prev_body, first=(i == 0))
@@ -781,77 +761,6 @@ def link_tool_outputs(steps: Sequence[Step]) -> None:
         for call in step.tool_calls:
             if call.call_id and step.ok:
                 open_calls.setdefault(call.call_id, (step.index, call))
-
-
-# ---------------------------------------------------------------------------------------------
-# Display helpers (pure)
-# ---------------------------------------------------------------------------------------------
-
-
-def highlight_segments(text: str, spans: Iterable[tuple[int, int, str]]) -> list[tuple[str, str | None]]:
-    """Split ``text`` into ``(piece, label)`` segments; ``label`` is set on pieces inside a span.
-    Spans out of range are clamped, empty ones dropped; overlapping spans are merged (first label wins)."""
-    clean: list[tuple[int, int, str]] = []
-    for start, end, label in sorted(spans, key=lambda s: (s[0], s[1])):
-        start, end = max(0, int(start)), min(len(text), int(end))
-        if start >= end:
-            continue
-        if clean and start < clean[-1][1]:
-            last = clean[-1]
-            clean[-1] = (last[0], max(last[1], end), last[2])
-        else:
-            clean.append((start, end, label))
-    out: list[tuple[str, str | None]] = []
-    pos = 0
-    for start, end, label in clean:
-        if start > pos:
-            out.append((text[pos:start], None))
-        out.append((text[start:end], label))
-        pos = end
-    if pos < len(text):
-        out.append((text[pos:], None))
-    return out
-
-
-def excerpt(text: str, start: int, end: int, context: int = 80) -> tuple[str, int, int]:
-    """The part of ``text`` around ``[start, end)`` with ``context`` characters either side, and the
-    span's position inside the excerpt."""
-    lo = max(0, start - context)
-    hi = min(len(text), end + context)
-    return text[lo:hi], start - lo, end - lo
-
-
-def timeline_frame(steps: Sequence[Step]) -> pl.DataFrame:
-    """One row per step for a waterfall chart: offsets (ms from the session's first call) of
-    start, first token and end."""
-    return pl.DataFrame(
-        {
-            "step": [s.number for s in steps],
-            "label": [f"{s.number:>3} · {s.summary()}"[:70] for s in steps],
-            "start_ms": [s.offset_ms for s in steps],
-            "end_ms": [s.offset_ms + (s.duration_ms or 0.0) for s in steps],
-            "ttft_ms": [s.offset_ms + s.ttft_ms if s.ttft_ms is not None else None for s in steps],
-            "duration_ms": [s.duration_ms for s in steps],
-            "first_token_ms": [s.ttft_ms for s in steps],
-            "outcome": [s.outcome for s in steps],
-            "model": [s.model for s in steps],
-            "cost_usd": [s.cost_usd for s in steps],
-            "tools": [", ".join(c.name or "?" for c in s.tool_calls) for s in steps],
-        },
-        schema={
-            "step": pl.Int64,
-            "label": pl.String,
-            "start_ms": pl.Float64,
-            "end_ms": pl.Float64,
-            "ttft_ms": pl.Float64,
-            "duration_ms": pl.Float64,
-            "first_token_ms": pl.Float64,
-            "outcome": pl.String,
-            "model": pl.String,
-            "cost_usd": pl.Float64,
-            "tools": pl.String,
-        },
-    )
 
 
 def session_title(first_input: str | None, width: int = 120) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from addons.reassembly import AnthropicReassembler, ChatReassembler, ResponsesReassembler, from_json_body
-from addons.sse import SseParser
+from codexgate.wire import SseParser, from_json_body
+from codexgate.wire.anthropic import Reassembler as AnthropicReassembler
+from codexgate.wire.chat import Reassembler as ChatReassembler
+from codexgate.wire.responses import Reassembler as ResponsesReassembler
 
 
 def _sse(events: list[tuple[str | None, dict | str]]) -> bytes:

@@ -8,7 +8,8 @@ from typing import Any
 from codexgate.sim.reply import Reply
 from codexgate.sim.scenario import Decision
 from codexgate.sim.usage import PromptCache, tokens
-from codexgate.sim.wire import anthropic_error_body, new_id, pieces, sse
+from codexgate.sim.wire import anthropic_error_body, new_id
+from codexgate.wire import anthropic as wire_anthropic
 
 
 def usage(cache: PromptCache, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
@@ -53,37 +54,9 @@ def build(
             reply.error_status = 500
         return reply
 
-    def ev(kind: str, **fields: Any) -> bytes:
-        return sse(kind, {"type": kind, **fields})
-
-    started = {**doc, "content": [], "stop_reason": None, "usage": {**usage_doc, "output_tokens": 1}}
-    frames = [ev("message_start", message=started), ev("ping")]
-    if block["type"] == "text":
-        frames.append(ev("content_block_start", index=0, content_block={"type": "text", "text": ""}))
-        frames += [
-            ev("content_block_delta", index=0, delta={"type": "text_delta", "text": p})
-            for p in pieces(block["text"])
-        ]
-    else:
-        frames.append(ev("content_block_start", index=0, content_block={**block, "input": {}}))
-        frames += [
-            ev("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": p})
-            for p in pieces(call.arguments if call else "")
-        ]
-    frames.append(ev("content_block_stop", index=0))
+    error = None
     if error_type:
-        error = anthropic_error_body(529 if error_type == "overloaded_error" else 500, "simulated failure")
-        error["error"]["type"] = error_type
-        frames.append(ev("error", error=error["error"]))
-        reply.events = frames
-        return reply
-    frames.append(
-        ev(
-            "message_delta",
-            delta={"stop_reason": stop, "stop_sequence": None},
-            usage={"output_tokens": usage_doc["output_tokens"]},
-        )
-    )
-    frames.append(ev("message_stop"))
-    reply.events = frames
+        error = anthropic_error_body(529 if error_type == "overloaded_error" else 500, "simulated failure")["error"]
+        error["type"] = error_type
+    reply.events = wire_anthropic.encode_events(doc, error=error)
     return reply

@@ -13,7 +13,7 @@ from codexgate.sim import anthropic, chat, responses
 from codexgate.sim.auth import Keys, check, digest, redacted_headers, redacted_query
 from codexgate.sim.faults import Fault, FaultQueue
 from codexgate.sim.reply import Reply
-from codexgate.sim.scenario import as_items, decide
+from codexgate.sim.scenario import decide
 from codexgate.sim.usage import PromptCache
 from codexgate.sim.wire import (
     BadBody,
@@ -24,6 +24,7 @@ from codexgate.sim.wire import (
     new_id,
     openai_error_body,
 )
+from codexgate.wire import responses as wire_responses
 
 OPENAI_MODELS = ("gpt-5-codex", "gpt-5", "gpt-5-mini", "gpt-4.1", "gpt-4.1-mini", "o4-mini")
 ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5")
@@ -253,7 +254,7 @@ class SimApp:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return self._missing(family, "model")
-        decision = decide(as_items(body.get("input")), body.get("tools"))
+        decision = decide(wire_responses.input_items(body), body.get("tools"))
         usage = responses.usage(self.state.cache, body, decision, model)
         reply = responses.build(body, model, decision, usage, fault.error_event)
         return await self._send(request, family, body, model, reply, fault)

@@ -8,7 +8,8 @@ from typing import Any
 from codexgate.sim.reply import Reply
 from codexgate.sim.scenario import Decision
 from codexgate.sim.usage import PromptCache, canonical, reasoning_tokens, tokens
-from codexgate.sim.wire import new_id, openai_error_body, pieces, sse
+from codexgate.sim.wire import new_id, openai_error_body
+from codexgate.wire import chat as wire_chat
 
 
 def usage(cache: PromptCache, body: dict[str, Any], decision: Decision, model: str) -> dict[str, Any]:
@@ -59,34 +60,6 @@ def build(
             reply.error_status = 500
         return reply
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    chunk_base = {**base, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return sse(None, {**chunk_base, "choices": [choice]})
-
-    frames = [chunk({"role": "assistant", "content": "" if not call else None, "refusal": None})]
-    if call:
-        head = {
-            "index": 0,
-            "id": call_id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
-        }
-        frames.append(chunk({"tool_calls": [head]}))
-        frames += [
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
-            for p in pieces(call.arguments)
-        ]
-    else:
-        frames += [chunk({"content": p}) for p in pieces(decision.text or "")]
-    if error_code:
-        frames.append(sse(None, openai_error_body(500, f"simulated failure ({error_code})", error_code)))
-        reply.events = frames
-        return reply
-    frames.append(chunk({}, finish))
-    if include_usage:
-        frames.append(sse(None, {**chunk_base, "choices": [], "usage": usage_doc}))
-    frames.append(b"data: [DONE]\n\n")
-    reply.events = frames
+    error = openai_error_body(500, f"simulated failure ({error_code})", error_code) if error_code else None
+    reply.events = wire_chat.encode_events(doc, include_usage=include_usage, error=error)
     return reply

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from codexgate.sim.reply import Reply
-from codexgate.sim.scenario import Decision, as_items
+from codexgate.sim.scenario import Decision
 from codexgate.sim.usage import PromptCache, canonical, reasoning_tokens, tokens
-from codexgate.sim.wire import new_id, pieces, sse
+from codexgate.sim.wire import new_id
+from codexgate.wire import responses as wire_responses
 
 SUMMARY_TEXT = "**Simulating**\n\nPlanning the simulated answer."
 
@@ -111,57 +112,6 @@ def _response_object(body: dict[str, Any], model: str, output: list[dict[str, An
     }
 
 
-class _Events:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def __call__(self, kind: str, **fields: Any) -> None:
-        self.frames.append(sse(kind, {"type": kind, "sequence_number": len(self.frames), **fields}))
-
-
-def _item_events(ev: _Events, idx: int, item: dict[str, Any]) -> None:
-    ids = {"item_id": item["id"], "output_index": idx}
-    if item["type"] == "message":
-        part = item["content"][0]
-        ev(
-            "response.output_item.added",
-            output_index=idx,
-            item={**item, "status": "in_progress", "content": []},
-        )
-        ev("response.content_part.added", **ids, content_index=0, part={**part, "text": ""})
-        for delta in pieces(part["text"]):
-            ev("response.output_text.delta", **ids, content_index=0, delta=delta, logprobs=[])
-        ev("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
-        ev("response.content_part.done", **ids, content_index=0, part=part)
-    elif item["type"] == "function_call":
-        ev(
-            "response.output_item.added",
-            output_index=idx,
-            item={**item, "status": "in_progress", "arguments": ""},
-        )
-        for delta in pieces(item["arguments"]):
-            ev("response.function_call_arguments.delta", **ids, delta=delta)
-        ev("response.function_call_arguments.done", **ids, name=item["name"], arguments=item["arguments"])
-    elif item["type"] == "custom_tool_call":
-        ev(
-            "response.output_item.added",
-            output_index=idx,
-            item={**item, "status": "in_progress", "input": ""},
-        )
-        for delta in pieces(item["input"]):
-            ev("response.custom_tool_call_input.delta", **ids, delta=delta)
-        ev("response.custom_tool_call_input.done", **ids, input=item["input"])
-    else:  # reasoning
-        ev("response.output_item.added", output_index=idx, item={**item, "summary": []})
-        for n, part in enumerate(item["summary"]):
-            ev("response.reasoning_summary_part.added", **ids, summary_index=n, part={**part, "text": ""})
-            for delta in pieces(part["text"]):
-                ev("response.reasoning_summary_text.delta", **ids, summary_index=n, delta=delta)
-            ev("response.reasoning_summary_text.done", **ids, summary_index=n, text=part["text"])
-            ev("response.reasoning_summary_part.done", **ids, summary_index=n, part=part)
-    ev("response.output_item.done", output_index=idx, item=item)
-
-
 def build(
     body: dict[str, Any], model: str, decision: Decision, usage_doc: dict, error_code: str | None
 ) -> Reply:
@@ -172,23 +122,11 @@ def build(
         if error_code:
             reply.error_status = 500
         return reply
-    ev = _Events()
-    started = {**final, "status": "in_progress", "output": [], "usage": None}
-    ev("response.created", response=started)
-    ev("response.in_progress", response=started)
-    for idx, item in enumerate(output):
-        _item_events(ev, idx, item)
+    error = None
     if error_code:
         message = f"simulated failure ({error_code})"
         if error_code == "rate_limit_exceeded":
             message += ". Please try again in 1s."
-        failed = {**final, "status": "failed", "error": {"code": error_code, "message": message}}
-        ev("response.failed", response=failed)
-    else:
-        ev("response.completed", response=final)
-    reply.events = ev.frames
+        error = {"code": error_code, "message": message}
+    reply.events = wire_responses.encode_events(final, error=error)
     return reply
-
-
-def items_of(body: dict[str, Any]) -> list[Any]:
-    return as_items(body.get("input"))

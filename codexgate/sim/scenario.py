@@ -58,13 +58,6 @@ def content_text(content: Any) -> str:
     return ""
 
 
-def as_items(inp: Any) -> list[Any]:
-    """Responses ``input`` may be a plain string: one user message."""
-    if isinstance(inp, str):
-        return [{"role": "user", "content": inp}]
-    return list(inp) if isinstance(inp, list) else []
-
-
 def user_texts(items: list[Any]) -> list[str]:
     texts = [content_text(i.get("content")) for i in items if isinstance(i, dict) and i.get("role") == "user"]
     return [t for t in texts if t.strip()]

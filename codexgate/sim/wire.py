@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import secrets
 import zlib
 from typing import Any
@@ -62,19 +61,6 @@ def azure_error_body(status: int, message: str, code: str | None = None) -> dict
     if status in (401, 429):
         return {"error": {"code": str(status), "message": message}}
     return openai_error_body(status, message, code)
-
-
-def sse(event: str | None, doc: dict[str, Any]) -> bytes:
-    data = f"data: {json.dumps(doc)}\n\n"
-    return (f"event: {event}\n" + data).encode() if event else data.encode()
-
-
-def pieces(text: str, parts: int = 3, max_size: int = 8) -> list[str]:
-    """Split ``text`` into several stream deltas (at least ``parts`` when long enough)."""
-    if not text:
-        return []
-    size = max(1, min(max_size, math.ceil(len(text) / parts)))
-    return [text[k : k + size] for k in range(0, len(text), size)]
 
 
 class BadBody(ValueError):

@@ -14,7 +14,7 @@ import streamlit as st
 from analytics import rerun, sessions
 from analytics.access import ViewerScope
 from analytics.sessions import CONTEXT, INSTRUCTIONS, TOOL_OUTPUT, USER, Step
-from dashboard import auth, data
+from dashboard import auth, data, replay_view
 
 STEP_KEY = "replay_step"
 OUTCOME_COLORS = {
@@ -43,7 +43,7 @@ def _highlighted(text: str, findings: list[sessions.Finding]) -> str:
     if not spans:
         return text
     parts = []
-    for piece, label in sessions.highlight_segments(text, spans):  # type: ignore[arg-type]
+    for piece, label in replay_view.highlight_segments(text, spans):  # type: ignore[arg-type]
         parts.append(f":red-background[**{_md_escape(piece)}**]" if label else piece)
     return "".join(parts)
 
@@ -74,7 +74,7 @@ def pick_session(scope: ViewerScope) -> str | None:
 
 
 def waterfall(steps: list[Step], current: int) -> alt.LayerChart:
-    frame = sessions.timeline_frame(steps).with_columns(
+    frame = replay_view.timeline_frame(steps).with_columns(
         (pl.col("start_ms") / 1000).alias("start_s"),
         (pl.col("end_ms") / 1000).alias("end_s"),
         (pl.col("ttft_ms") / 1000).alias("ttft_s"),
@@ -249,7 +249,7 @@ def render_guardrails(step: Step) -> None:
             f" · score {f.score:.2f}" if f.score is not None else ""
         )
         if f.span_in_text and f.start is not None and f.end is not None:
-            text, a, b = sessions.excerpt(f.text, f.start, f.end, context=60)
+            text, a, b = replay_view.excerpt(f.text, f.start, f.end, context=60)
             line += f"\n\n> …{_md_escape(text[:a])}:red-background[**{_md_escape(text[a:b])}**]{_md_escape(text[b:])}…"
         elif f.message:
             line += f" — {f.message}"

@@ -1,12 +1,14 @@
-"""Incremental Server-Sent Events parser: feed it bytes as they arrive, get complete events out.
-
-Works on the decoded byte stream (after any Content-Encoding is removed). Handles events split
-across chunks, CRLF/LF line endings and multi-line ``data:`` fields.
+"""Server-Sent Events framing, both ways: an incremental parser (bytes in, events out) and the
+encoder of one event. Works on the decoded byte stream (after any Content-Encoding is removed);
+handles events split across chunks, CRLF/LF line endings and multi-line ``data:`` fields.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -16,6 +18,8 @@ class SseEvent:
 
 
 class SseParser:
+    """Feed bytes as they arrive, get complete events out. Never raises on any input."""
+
     def __init__(self) -> None:
         self._buf = b""
         self._event: str | None = None
@@ -60,3 +64,23 @@ class SseParser:
             out.append(SseEvent(self._event, "\n".join(self._data)))
             self._event, self._data = None, []
         return out
+
+
+def parse(raw: bytes) -> list[SseEvent]:
+    """All events of a complete SSE body."""
+    parser = SseParser()
+    return parser.feed(raw) + parser.close()
+
+
+def frame(event: str | None, doc: dict[str, Any]) -> bytes:
+    """One SSE event: ``event:`` line (when named) and one ``data:`` line of JSON."""
+    data = f"data: {json.dumps(doc)}\n\n"
+    return (f"event: {event}\n" + data).encode() if event else data.encode()
+
+
+def pieces(text: str, parts: int = 3, max_size: int = 8) -> list[str]:
+    """Split ``text`` into several stream deltas (at least ``parts`` when long enough)."""
+    if not text:
+        return []
+    size = max(1, min(max_size, math.ceil(len(text) / parts)))
+    return [text[k : k + size] for k in range(0, len(text), size)]

@@ -1,0 +1,98 @@
+"""Per-API wire formats: one module per API (``responses``, ``chat``, ``anthropic``), shared SSE
+framing (``sse``) and shared names (``common``). This package is the one place that knows
+how a request's input items, an answer's usage, text and tool calls, and an SSE stream look;
+the gateway, sessions, replay, re-run, simulator and synthetic generator all call it.
+
+Layer: imports only ``codexgate.core`` and the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from codexgate.wire import anthropic, chat, responses
+from codexgate.wire.common import (
+    ERROR_OUTCOMES,
+    TOOL_CALL_TYPES,
+    TOOL_OUTPUT_TYPES,
+    Api,
+    Outcome,
+    Reassembled,
+    as_dict,
+    error_fields,
+    instruction_values,
+    item_digest,
+)
+from codexgate.wire.common import instructions_text as _instructions_text
+from codexgate.wire.sse import SseEvent, SseParser
+
+__all__ = [
+    "ERROR_OUTCOMES",
+    "TOOL_CALL_TYPES",
+    "TOOL_OUTPUT_TYPES",
+    "Api",
+    "Outcome",
+    "Reassembled",
+    "SseEvent",
+    "SseParser",
+    "StreamReassembler",
+    "from_json_body",
+    "input_items",
+    "instruction_values",
+    "instructions_text",
+    "item_digest",
+    "reassembler",
+]
+
+
+class StreamReassembler(Protocol):
+    r: Reassembled
+    first_token: bool
+
+    def on_event(self, ev: SseEvent) -> bool: ...
+
+    def result(self) -> Reassembled: ...
+
+
+_MODULES = {Api.RESPONSES: responses, Api.CHAT: chat, Api.ANTHROPIC: anthropic}
+
+
+def input_items(api: str | None, body: Any) -> list[Any]:
+    """The conversation items of a request body, in order. ``api=None`` reads whichever of
+    ``input`` (Responses) or ``messages`` (Chat, Anthropic) the body has. Never raises."""
+    if api is None:
+        return responses.input_items(body) if "input" in as_dict(body) else chat.input_items(body)
+    module = _MODULES.get(api)  # type: ignore[call-overload]
+    return module.input_items(body) if module is not None else []
+
+
+def instructions_text(api: str | None, body: Any) -> str | None:
+    """The standing instructions of a call as hashed into ``instructions_hash``: ``instructions``
+    / ``system``, else the developer/system messages. Never raises."""
+    if not isinstance(body, dict):
+        return None
+    return _instructions_text(body, input_items(api, body))
+
+
+def reassembler(api: str | None) -> StreamReassembler:
+    """A fresh stream reassembler for ``api`` (Responses for unknown APIs)."""
+    module = _MODULES.get(api, responses)  # type: ignore[call-overload]
+    return module.Reassembler()
+
+
+def from_json_body(api: str | None, body: Any) -> Reassembled:
+    """Summarise a non-streamed JSON response body (or error body) of ``api``."""
+    r = Reassembled(response=body if isinstance(body, dict) else None, terminal=body is not None)
+    if not isinstance(body, dict):
+        return r
+    if isinstance(body.get("error"), dict):
+        r.failed = True
+        kind, r.error_message = error_fields(body["error"], "")
+        r.error_type = kind or None
+        return r
+    r.response_id = body.get("id") if isinstance(body.get("id"), str) else None
+    r.response_model = body.get("model") if isinstance(body.get("model"), str) else None
+    module = _MODULES.get(api)  # type: ignore[call-overload]
+    if module is not None:
+        module.from_json_body(body, r)
+    return r

@@ -1,0 +1,164 @@
+"""What the three wire formats share: API names, call outcomes, the response summary, the one
+definition of an input item's identity, and total (never-raising) readers for untrusted JSON.
+
+Invariant: every function here accepts any JSON value (or ``None``) and never raises on its
+shape; a field of the wrong type reads as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from codexgate.core.pricing import Usage
+
+
+class Api(StrEnum):
+    """``openai_api_type`` of a trace row."""
+
+    RESPONSES = "responses"
+    CHAT = "chat_completions"
+    ANTHROPIC = "anthropic_messages"
+    OTHER = "other"
+
+
+class Outcome(StrEnum):
+    """``outcome`` of a trace row."""
+
+    OK = "ok"
+    REFUSED = "refused"
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_ABORTED = "client_aborted"
+    INCOMPLETE = "incomplete"
+    GATEWAY_ERROR = "gateway_error"
+
+
+ERROR_OUTCOMES = (Outcome.UPSTREAM_ERROR, Outcome.GATEWAY_ERROR, Outcome.INCOMPLETE)
+
+# Tool results (their content, not their call id, is their identity) and tool calls (Responses items).
+TOOL_OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
+TOOL_CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call", "web_search_call")
+
+
+@dataclass
+class Reassembled:
+    """The summary of one model answer, the same for every API and for streamed or JSON answers."""
+
+    response: dict[str, Any] | None = None
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage | None = None
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    error_type: str | None = None
+    error_message: str | None = None
+    event_count: int = 0
+    terminal: bool = False  # the format's end-of-response event was seen
+    failed: bool = False  # the stream ended in an error event
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    """``value`` if it is a string, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def text_of(value: Any) -> str:
+    """``value`` if it is a string, else ``""``."""
+    return value if isinstance(value, str) else ""
+
+
+def as_int(value: Any) -> int | None:
+    """A JSON number as an int (booleans and non-finite numbers read as absent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return int(value)
+    except (OverflowError, ValueError):
+        return None
+
+
+def as_index(value: Any, default: int) -> int:
+    """A small non-negative index (stream positions), ``default`` when absent or absurd."""
+    n = as_int(value)
+    return n if n is not None and 0 <= n < 1_000_000 else default
+
+
+def loads_object(data: str) -> dict[str, Any] | None:
+    """One SSE ``data:`` payload as a JSON object, ``None`` for anything else."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def error_fields(err: Any, default: str) -> tuple[str, str | None]:
+    """(type, message) of an error object; ``default`` when it names none."""
+    e = as_dict(err)
+    kind = as_str(e.get("code")) or as_str(e.get("type")) or default
+    return kind, as_str(e.get("message"))
+
+
+def item_digest(item: Any) -> str:
+    """Identity of an input item across resends: ``type:id`` when it carries a string id (or
+    call id), else a hash of its content. Tool outputs are always identified by content, since
+    they share the call id of the call they answer. Never raises."""
+    if isinstance(item, dict):
+        ident = as_str(item.get("id")) or as_str(item.get("call_id"))
+        if ident and item.get("type") not in TOOL_OUTPUT_TYPES:
+            return f"{item.get('type')}:{ident}"
+    try:
+        raw = json.dumps(item, sort_keys=True, default=str).encode()
+    except (ValueError, TypeError, RecursionError):
+        raw = b"\x00unserialisable:" + type(item).__name__.encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def dumps_instruction(value: Any) -> str:
+    """Instruction text as hashed into ``instructions_hash``: strings as they are, else sorted JSON."""
+    return value if isinstance(value, str) else _dumps(value)
+
+
+def instruction_values(body: Any, items: list[Any]) -> list[Any]:
+    """The standing instructions of a call, raw: the ``instructions`` / ``system`` field when set,
+    else the contents of the developer/system messages among ``items`` (Codex sends its base
+    prompt as the first developer message)."""
+    b = as_dict(body)
+    for key in ("instructions", "system"):
+        if b.get(key):
+            return [b[key]]
+    return [it.get("content") for it in items if isinstance(it, dict) and it.get("role") in ("developer", "system")]
+
+
+def instructions_text(body: Any, items: list[Any]) -> str | None:
+    """The instructions as hashed into ``instructions_hash`` (``None`` when there are none): the
+    field as it is (JSON when not a string), else each developer/system message's content as
+    sorted JSON, one per line."""
+    b = as_dict(body)
+    for key in ("instructions", "system"):
+        if b.get(key):
+            return dumps_instruction(b[key])
+    parts = [_dumps(v) for v in instruction_values(b, items)]
+    return "\n".join(parts) if parts else None
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return ""
