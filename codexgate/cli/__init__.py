@@ -14,10 +14,13 @@ import sys
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = [
     "codexgate.cli.admin",  # init, provider, team, key, route
+    "codexgate.cli.admin_serve",  # admin serve, admin credential
+    "codexgate.cli.audit",  # audit verify|show|anchor
     "codexgate.cli.sink",  # traces compact / recover / stats
     "codexgate.cli.report",  # report spend|latency|errors|guardrails|sessions
     "codexgate.cli.replay",  # replay SESSION_ID
     "codexgate.cli.demo",  # demo: embedded defaults, simulated provider
+    "codexgate.cli.limits",  # limits set|show|clear|status, ledger rebuild
 ]
 # The module that owns each command, so one command does not import every other one's
 # libraries (polars, duckdb, pyarrow take ~1 s to import; admin commands need none of them).
@@ -27,10 +30,14 @@ COMMAND_OWNERS = {
     "team": "codexgate.cli.admin",
     "key": "codexgate.cli.admin",
     "route": "codexgate.cli.admin",
+    "admin": "codexgate.cli.admin_serve",
+    "audit": "codexgate.cli.audit",
     "traces": "codexgate.cli.sink",
     "report": "codexgate.cli.report",
     "replay": "codexgate.cli.replay",
     "demo": "codexgate.cli.demo",
+    "limits": "codexgate.cli.limits",
+    "ledger": "codexgate.cli.limits",
 }
 
 

@@ -5,6 +5,13 @@ Every command reads the vault (``--vault``, default ``$CODEXGATE_VAULT`` or
 ``$CODEXGATE_VAULT_KEY_FILE``, else ``$CODEXGATE_VAULT_KEY``). A mutation loads, edits and saves
 atomically while holding an exclusive lock, so two admins editing at once cannot lose an edit.
 
+With ``--admin-url`` (or ``$CODEXGATE_ADMIN_URL``) the commands go through the admin API instead,
+authenticated with the admin credential in ``$CODEXGATE_ADMIN_CREDENTIAL`` (or the file named by
+``$CODEXGATE_ADMIN_CREDENTIAL_FILE``) and bounded by its role. Without it they edit the vault file
+directly — break-glass for whoever holds the vault key — and every such edit is audited too:
+``edit_vault`` appends exactly one audit entry per edit (actor: the local OS user, role
+``break_glass``), which also covers other modules' commands built on it.
+
 Secrets never travel through argv: a provider key comes from an environment variable
 (``--api-key-env``) or stdin (``--api-key-stdin``); a gateway key is printed once, by
 ``key create`` or ``key rotate``, and only its hash is stored. Listings show fingerprints.
@@ -14,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import functools
 import getpass
 import json
@@ -26,6 +32,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from codexgate.admin.audit import AuditError, AuditLog, default_anchor, default_audit_dir
+from codexgate.admin.roles import BREAK_GLASS
+from codexgate.admin.store import EditContext, VaultStore
 from codexgate.cli import CliError
 from codexgate.core.vault import (
     BUDGET_PERIODS,
@@ -46,6 +55,9 @@ from codexgate.core.vault import (
 DEFAULT_VAULT = "codexgate-data/vault/vault.enc"
 VAULT_ENV = "CODEXGATE_VAULT"
 KEY_FILE_ENV = "CODEXGATE_VAULT_KEY_FILE"
+ADMIN_URL_ENV = "CODEXGATE_ADMIN_URL"
+ADMIN_CREDENTIAL_ENV = "CODEXGATE_ADMIN_CREDENTIAL"
+ADMIN_CREDENTIAL_FILE_ENV = "CODEXGATE_ADMIN_CREDENTIAL_FILE"
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -67,6 +79,11 @@ def _vault_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--vault", help=f"vault file (default: ${VAULT_ENV} or ./{DEFAULT_VAULT})")
     p.add_argument(
         "--key-file", help=f"file holding the vault's key (default: ${KEY_FILE_ENV}, else ${KEY_ENV})"
+    )
+    p.add_argument(
+        "--admin-url",
+        metavar="URL",
+        help=f"use the admin API at URL (default: ${ADMIN_URL_ENV}); credential from ${ADMIN_CREDENTIAL_ENV}",
     )
     return p
 
@@ -248,23 +265,87 @@ def _read(args: argparse.Namespace) -> Vault:
     return Vault.load(_vault_path(args), _secret(args))
 
 
+def audit_log_for(vault_path: Path, audit_dir: str | None = None, anchor: str | None = None) -> AuditLog:
+    """The audit log of a vault: ``audit_dir``, else ``$CODEXGATE_AUDIT_DIR``, else ``audit/`` beside
+    the vault; head anchor ``anchor``, else ``$CODEXGATE_AUDIT_ANCHOR`` (none by default)."""
+    directory = Path(audit_dir) if audit_dir else default_audit_dir(vault_path)
+    return AuditLog(directory, Path(anchor) if anchor else default_anchor())
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def command_action(args: argparse.Namespace) -> str:
+    """``key.create``, ``limits.set``, ``admin.credential.create``: the command path of ``args``."""
+    parts = [str(getattr(args, "command", None) or "edit")]
+    parts += [v for k, v in sorted(vars(args).items()) if k.endswith("_command") and isinstance(v, str)]
+    return ".".join(parts)
+
+
 @contextlib.contextmanager
 def edit_vault(args: argparse.Namespace) -> Iterator[Vault]:
     """Load, let the caller change, save atomically — under an exclusive lock on a lock file
-    beside the vault, so concurrent admin commands serialise instead of losing edits."""
+    beside the vault, so concurrent admin commands serialise instead of losing edits.
+
+    Every completed edit appends exactly one audit entry (actor: the local OS user, role
+    ``break_glass``, action: the command path such as ``limits.set``, before/after: public views of
+    what changed, never secrets) before the vault is saved; an exception inside the block writes
+    neither."""
     path = _vault_path(args)
-    secret = _secret(args)
-    if not path.is_file():
-        Vault.load(path, secret)  # raises the one-line error; leaves no lock file behind
-    lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    store = VaultStore(path, _secret(args), audit_log_for(path, getattr(args, "audit_dir", None)))
+    ctx = EditContext(actor=os_user(), role=BREAK_GLASS, action=command_action(args), source="cli")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        vault = Vault.load(path, secret)
-        yield vault
-        vault.save(path, secret)
-    finally:
-        os.close(fd)
+        with store.edit(ctx) as vault:
+            yield vault
+    except AuditError as exc:
+        raise CliError(f"not saved: {exc}") from None
+
+
+def admin_url(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "admin_url", None) or os.environ.get(ADMIN_URL_ENV, "")
+    return value.strip().rstrip("/") or None
+
+
+def _admin_credential() -> str:
+    value = os.environ.get(ADMIN_CREDENTIAL_ENV, "").strip()
+    file = os.environ.get(ADMIN_CREDENTIAL_FILE_ENV, "").strip()
+    if not value and file:
+        try:
+            value = Path(file).read_text().strip()
+        except OSError as exc:
+            raise CliError(f"admin credential file {file} cannot be read: {exc.strerror}") from None
+    if not value:
+        raise CliError(
+            f"--admin-url needs an admin credential: set {ADMIN_CREDENTIAL_ENV} or {ADMIN_CREDENTIAL_FILE_ENV}"
+        )
+    return value
+
+
+def api_request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """One admin API call; an error response becomes a one-line ``CliError`` with the API's message."""
+    import httpx
+
+    url = admin_url(args)
+    assert url is not None
+    headers = {"authorization": f"Bearer {_admin_credential()}"}
+    try:
+        r = httpx.request(method, url + path, json=body, headers=headers, timeout=30, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise CliError(f"admin API {url} unreachable: {type(exc).__name__}") from None
+    try:
+        data = r.json()
+    except ValueError:
+        raise CliError(f"admin API {url} answered {r.status_code} without JSON") from None
+    if r.status_code >= 400:
+        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        raise CliError(
+            f"admin API: {r.status_code} {message or r.reason_phrase}", 3 if r.status_code == 403 else 2
+        )
+    return data
 
 
 def _print_json(value: Any) -> None:
@@ -336,8 +417,19 @@ def _read_api_key(args: argparse.Namespace) -> str:
 # ---------------------------------------------------------------------------- init
 
 
+def _audit_init(path: Path) -> None:
+    try:
+        audit_log_for(path).append(
+            actor=os_user(), role=BREAK_GLASS, action="vault.init", target=str(path), source="cli"
+        )
+    except AuditError as exc:
+        raise CliError(f"vault not created: {exc}") from None
+
+
 @cli_errors
 def run_init(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        raise CliError("init creates a vault file; it does not go through the admin API (drop --admin-url)")
     path = _vault_path(args)
     key_file = _key_file(args)
     if path.exists() and not args.force:
@@ -346,6 +438,7 @@ def run_init(args: argparse.Namespace) -> int:
         if not os.environ.get(KEY_ENV, "").strip():
             raise CliError(f"init needs --key-file (or ${KEY_FILE_ENV}) to write the new vault key to")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _audit_init(path)
         Vault().save(path, load_secret(None))
         print(f"created empty vault {path}, encrypted with the key in ${KEY_ENV}")
         return 0
@@ -359,6 +452,7 @@ def run_init(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = generate_secret()
+    _audit_init(path)
     write_private_atomic(key_file, secret + b"\n")
     Vault().save(path, secret)
     print(f"created empty vault {path}")
@@ -377,6 +471,19 @@ def run_provider_add(args: argparse.Namespace) -> int:
         raise CliError("--host and --no-intercept contradict each other")
     api_key = _read_api_key(args)
     hosts: list[str] | None = [] if args.no_intercept else args.host
+    if admin_url(args):
+        body = {
+            "name": args.name,
+            "kind": args.kind,
+            "base_url": args.base_url,
+            "api_key": api_key,
+            "api_version": args.api_version,
+            "hosts": hosts,
+            "default": args.default,
+        }
+        row = api_request(args, "POST", "/v1/providers", body)
+        print(f"added provider {row['name']} ({row['kind']}, key {row['fingerprint']})")
+        return 0
     with edit_vault(args) as vault:
         provider = ProviderCredential(
             name=args.name,
@@ -395,6 +502,12 @@ def run_provider_add(args: argparse.Namespace) -> int:
 @cli_errors
 def run_provider_rotate(args: argparse.Namespace) -> int:
     api_key = _read_api_key(args)
+    if admin_url(args):
+        fp = api_request(args, "POST", f"/v1/providers/{args.name}/rotate", {"api_key": api_key})[
+            "fingerprint"
+        ]
+        print(f"rotated the key of provider {args.name} (now {fp})")
+        return 0
     with edit_vault(args) as vault:
         vault.rotate_provider_key(args.name, api_key)
         fp = vault.provider(args.name).fingerprint()
@@ -416,7 +529,10 @@ def _provider_row(p: ProviderCredential) -> dict[str, Any]:
 
 @cli_errors
 def run_provider_list(args: argparse.Namespace) -> int:
-    rows = [_provider_row(p) for p in sorted(_read(args).providers.values(), key=lambda p: p.name)]
+    if admin_url(args):
+        rows = api_request(args, "GET", "/v1/providers")
+    else:
+        rows = [_provider_row(p) for p in sorted(_read(args).providers.values(), key=lambda p: p.name)]
     if args.json:
         _print_json(rows)
         return 0
@@ -439,6 +555,10 @@ def run_provider_list(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_provider_remove(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        api_request(args, "DELETE", f"/v1/providers/{args.name}")
+        print(f"removed provider {args.name}")
+        return 0
     with edit_vault(args) as vault:
         vault.remove_provider(args.name)
     print(f"removed provider {args.name}")
@@ -451,6 +571,17 @@ def run_provider_remove(args: argparse.Namespace) -> int:
 @cli_errors
 def run_team_add(args: argparse.Namespace) -> int:
     org, name = split_team(args.team)
+    if admin_url(args):
+        body = {
+            "team": args.team,
+            "privacy_mode": args.privacy,
+            "budget_usd": args.budget_usd,
+            "budget_period": args.budget_period,
+            "admins": args.admin,
+        }
+        api_request(args, "POST", "/v1/teams", body)
+        print(f"added team {org}/{name}")
+        return 0
     with edit_vault(args) as vault:
         vault.add_team(
             org,
@@ -466,17 +597,21 @@ def run_team_add(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_team_list(args: argparse.Namespace) -> int:
-    teams = sorted(_read(args).teams.values(), key=lambda t: t.path)
-    rows = [
-        {
-            "team": t.path,
-            "privacy_mode": t.privacy_mode,
-            "budget_usd": t.budget_usd,
-            "budget_period": t.budget_period,
-            "admins": list(t.admins),
-        }
-        for t in teams
-    ]
+    teams = [] if admin_url(args) else sorted(_read(args).teams.values(), key=lambda t: t.path)
+    rows = (
+        api_request(args, "GET", "/v1/teams")
+        if admin_url(args)
+        else [
+            {
+                "team": t.path,
+                "privacy_mode": t.privacy_mode,
+                "budget_usd": t.budget_usd,
+                "budget_period": t.budget_period,
+                "admins": list(t.admins),
+            }
+            for t in teams
+        ]
+    )
     if args.json:
         _print_json(rows)
         return 0
@@ -555,6 +690,24 @@ def run_key_create(args: argparse.Namespace) -> int:
     org, team = split_team(args.team)
     expires = parse_expiry(args.expires, now) if args.expires else None
     tags = _parse_tags(args.tag)
+    if admin_url(args):
+        body = {
+            "team": args.team,
+            "project": args.project,
+            "developer": args.developer,
+            "providers": args.providers,
+            "models": args.models,
+            "expires_at": _ts(expires),
+            "tags": tags,
+            "privacy_mode": args.privacy,
+            "budget_usd": args.budget_usd,
+            "budget_period": args.budget_period,
+            "description": args.description,
+            "org_admin": args.org_admin,
+        }
+        result = api_request(args, "POST", "/v1/keys", body)
+        _print_new_key(result["key_id"], result["key"], args.json, "created")
+        return 0
     with edit_vault(args) as vault:
         entry, plain = vault.create_key(
             org=org,
@@ -578,13 +731,16 @@ def run_key_create(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_list(args: argparse.Namespace) -> int:
-    vault = _read(args)
-    now = datetime.now(UTC)
-    if args.team:
-        vault.team(args.team)  # unknown team: an error, not an empty list
-    keys = [k for k in vault.keys.values() if not args.team or k.team_path == args.team]
-    keys.sort(key=lambda k: (k.team_path, k.project, k.developer, k.created_at))
-    rows = [_key_summary(vault, k, now) for k in keys]
+    if admin_url(args):
+        rows = api_request(args, "GET", "/v1/keys" + (f"?team={args.team}" if args.team else ""))
+    else:
+        vault = _read(args)
+        now = datetime.now(UTC)
+        if args.team:
+            vault.team(args.team)  # unknown team: an error, not an empty list
+        keys = [k for k in vault.keys.values() if not args.team or k.team_path == args.team]
+        keys.sort(key=lambda k: (k.team_path, k.project, k.developer, k.created_at))
+        rows = [_key_summary(vault, k, now) for k in keys]
     if args.json:
         _print_json(rows)
         return 0
@@ -600,8 +756,11 @@ def run_key_list(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_show(args: argparse.Namespace) -> int:
-    vault = _read(args)
-    detail = _key_detail(vault, vault.key(args.key_id), datetime.now(UTC))
+    if admin_url(args):
+        detail = api_request(args, "GET", f"/v1/keys/{args.key_id}")
+    else:
+        vault = _read(args)
+        detail = _key_detail(vault, vault.key(args.key_id), datetime.now(UTC))
     if args.json:
         _print_json(detail)
         return 0
@@ -619,6 +778,10 @@ def run_key_show(args: argparse.Namespace) -> int:
 def run_key_rotate(args: argparse.Namespace) -> int:
     grace = parse_duration(args.grace) if args.grace is not None else None
     now = datetime.now(UTC)
+    if admin_url(args):
+        result = api_request(args, "POST", f"/v1/keys/{args.key_id}/rotate", {"grace_seconds": grace})
+        _print_new_key(args.key_id, result["key"], args.json, "rotated")
+        return 0
     with edit_vault(args) as vault:
         plain = vault.rotate_key(args.key_id, now, grace_seconds=grace)
         grace_s = vault.rotation_grace_seconds if grace is None else grace
@@ -631,6 +794,10 @@ def run_key_rotate(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_revoke(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        api_request(args, "POST", f"/v1/keys/{args.key_id}/revoke", {})
+        print(f"revoked key {args.key_id}")
+        return 0
     with edit_vault(args) as vault:
         vault.revoke_key(args.key_id)
     print(f"revoked key {args.key_id}")
@@ -639,6 +806,10 @@ def run_key_revoke(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_enable(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        api_request(args, "POST", f"/v1/keys/{args.key_id}/enable", {})
+        print(f"enabled key {args.key_id}")
+        return 0
     with edit_vault(args) as vault:
         vault.set_key_enabled(args.key_id, True)
     print(f"enabled key {args.key_id}")
@@ -647,6 +818,10 @@ def run_key_enable(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_key_disable(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        api_request(args, "POST", f"/v1/keys/{args.key_id}/disable", {})
+        print(f"disabled key {args.key_id}")
+        return 0
     with edit_vault(args) as vault:
         vault.set_key_enabled(args.key_id, False)
     print(f"disabled key {args.key_id}")
@@ -658,6 +833,11 @@ def run_key_disable(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_add(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        body = {"model": args.model, "provider": args.provider, "api": args.api, "position": args.position}
+        index = api_request(args, "POST", "/v1/routes", body)["index"]
+        print(f"added route {index}: {args.model} ({args.api}) -> {args.provider}")
+        return 0
     with edit_vault(args) as vault:
         vault.add_route(args.model, args.provider, args.api, position=args.position)
         index = args.position if args.position is not None else len(vault.routes) - 1
@@ -667,10 +847,13 @@ def run_route_add(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_list(args: argparse.Namespace) -> int:
-    routes = _read(args).routes
-    rows = [
-        {"index": i, "model": r.model, "api": r.api, "provider": r.provider} for i, r in enumerate(routes)
-    ]
+    if admin_url(args):
+        rows = api_request(args, "GET", "/v1/routes")
+    else:
+        rows = [
+            {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
+            for i, r in enumerate(_read(args).routes)
+        ]
     if args.json:
         _print_json(rows)
         return 0
@@ -683,6 +866,10 @@ def run_route_list(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_remove(args: argparse.Namespace) -> int:
+    if admin_url(args):
+        r = api_request(args, "DELETE", f"/v1/routes/{args.index}")
+        print(f"removed route {args.index}: {r['model']} ({r['api']}) -> {r['provider']}")
+        return 0
     with edit_vault(args) as vault:
         route = vault.remove_route(args.index)
     print(f"removed route {args.index}: {route.model} ({route.api}) -> {route.provider}")

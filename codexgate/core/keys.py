@@ -68,3 +68,29 @@ def fingerprint(secret: str) -> str:
     """A short, non-reversible label of a secret (``sha256:`` + 12 hex chars + ``…``) so an
     admin can tell credentials apart without seeing them."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12] + "…"
+
+
+# ---------------------------------------------------------------------------- admin credentials
+# An admin credential (control plane) is ``cga_<cred_id>_<secret>``: the same construction as a
+# gateway key but a different prefix, so one can never be used as the other (the gateway's parser
+# refuses ``cga_``, the admin API refuses ``cgk_``). Stored only as ``sha256:<hex>``.
+ADMIN_PREFIX = "cga_"
+_ADMIN = re.compile(r"^cga_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
+
+
+def new_admin_credential(cred_id: str) -> str:
+    """A fresh plaintext admin credential for ``cred_id`` (shown once, never stored)."""
+    return f"{ADMIN_PREFIX}{cred_id}_{secrets.token_urlsafe(32)}"
+
+
+def parse_admin_credential(presented: str) -> tuple[str, str]:
+    """``(cred_id, full_credential)`` of a presented admin credential, or ``AuthError``."""
+    presented = (presented or "").strip()
+    if not presented:
+        raise AuthError("missing_credential", "No admin credential was presented.")
+    m = _ADMIN.match(presented)
+    if not m:
+        raise AuthError(
+            "invalid_credential", "This is not a valid codexgate admin credential (expected cga_<id>_<secret>)."
+        )
+    return m.group(1), presented

@@ -35,9 +35,20 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from codexgate.core.keys import AuthError, fingerprint, hash_key, new_key, new_key_id, parse_key
+from codexgate.core.keys import (
+    AuthError,
+    fingerprint,
+    hash_key,
+    new_admin_credential,
+    new_key,
+    new_key_id,
+    parse_admin_credential,
+    parse_key,
+)
 
 __all__ = [
+    "ADMIN_ROLES",
+    "AdminCredential",
     "AuthError",
     "GatewayKey",
     "KeyHash",
@@ -59,6 +70,7 @@ PROVIDER_KINDS = ("openai", "azure", "anthropic", "openai_compatible")
 PRIVACY_MODES = ("full", "metrics_only", "redacted")
 BUDGET_PERIODS = ("day", "week", "month")
 ROUTE_APIS = ("*", "responses", "chat_completions", "anthropic_messages")
+ADMIN_ROLES = ("org_admin", "team_admin", "developer", "auditor")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEVELOPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")  # developers are often e-mail addresses
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$")
@@ -285,6 +297,57 @@ class Route:
     api: str = "*"
 
 
+@dataclass
+class AdminCredential:
+    """A control-plane credential (``cga_…``) bound to one role; never valid for model traffic.
+
+    ``name`` is the actor written to the audit log (often an e-mail address; the dashboard maps a
+    proxy/OIDC identity onto it). Scope by role: ``org_admin`` and ``auditor`` -> ``org``;
+    ``team_admin`` -> ``teams`` (``org/team`` paths, all inside ``org``); ``developer`` ->
+    ``developer`` in ``org``. Only ``sha256:`` hashes of the secret are stored."""
+
+    cred_id: str
+    name: str
+    role: str
+    org: str
+    teams: list[str] = field(default_factory=list)
+    developer: str | None = None
+    hashes: list[str] = field(default_factory=list, repr=False)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    revoked_at: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the hashes (safe for an API response or an audit entry)."""
+        return {
+            "cred_id": self.cred_id,
+            "name": self.name,
+            "role": self.role,
+            "org": self.org,
+            "teams": list(self.teams),
+            "developer": self.developer,
+            "created_at": _ts(self.created_at),
+            "revoked_at": _ts(self.revoked_at),
+        }
+
+
+def _admin_to_dict(a: AdminCredential) -> dict[str, Any]:
+    return {**a.public(), "hashes": list(a.hashes)}
+
+
+def _admin_from_dict(d: Mapping[str, Any]) -> AdminCredential:
+    return AdminCredential(
+        cred_id=d["cred_id"],
+        name=d["name"],
+        role=d["role"],
+        org=d["org"],
+        teams=list(d.get("teams") or []),
+        developer=d.get("developer"),
+        hashes=list(d.get("hashes") or []),
+        created_at=_dt(d.get("created_at")) or datetime(1970, 1, 1, tzinfo=UTC),
+        revoked_at=_dt(d.get("revoked_at")),
+    )
+
+
 # ---------------------------------------------------------------------------- (de)serialisation
 
 
@@ -401,6 +464,9 @@ class Vault:
     routes: list[Route] = field(default_factory=list)  # first match wins
     rotation_grace_seconds: int = 3600
     org_admin_key_ids: list[str] = field(default_factory=list)
+    # Admin credentials (control plane), cred_id -> AdminCredential. Absent from vaults written
+    # before roles existed: such a vault loads with none, and only break-glass CLI edits work.
+    admins: dict[str, AdminCredential] = field(default_factory=dict)
     # Raw JSON sections owned by other modules (e.g. "limits", "guardrail_policies"): the vault
     # stores and round-trips them without interpreting them; their owners parse and validate.
     sections: dict[str, Any] = field(default_factory=dict)
@@ -469,6 +535,7 @@ class Vault:
             "routes": [{"model": r.model, "provider": r.provider, "api": r.api} for r in self.routes],
             "rotation_grace_seconds": self.rotation_grace_seconds,
             "org_admin_key_ids": list(self.org_admin_key_ids),
+            "admins": {cid: _admin_to_dict(a) for cid, a in self.admins.items()},
             "sections": dict(self.sections),
         }
 
@@ -482,6 +549,7 @@ class Vault:
             routes=[Route(r["model"], r["provider"], r.get("api", "*")) for r in doc.get("routes", [])],
             rotation_grace_seconds=int(doc.get("rotation_grace_seconds", 3600)),
             org_admin_key_ids=list(doc.get("org_admin_key_ids", [])),
+            admins={cid: _admin_from_dict(a) for cid, a in (doc.get("admins") or {}).items()},
             sections=dict(doc.get("sections", {})),
         )
 
@@ -513,6 +581,80 @@ class Vault:
                 "expired_api_key", f"Gateway key {key_id} expired at {entry.expires_at:%Y-%m-%d %H:%M} UTC."
             )
         return entry
+
+    # ------------------------------------------------------------ admin credentials
+    def create_admin(
+        self,
+        *,
+        name: str,
+        role: str,
+        org: str,
+        teams: list[str] | None = None,
+        developer: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[AdminCredential, str]:
+        """A new admin credential and its plaintext (returned once; only its hash is kept)."""
+        validate_developer(name)
+        validate_name("org", org)
+        if role not in ADMIN_ROLES:
+            raise VaultError(f"unknown role {role!r} (use {', '.join(ADMIN_ROLES)})")
+        team_paths = list(teams or [])
+        if role == "team_admin":
+            if not team_paths:
+                raise VaultError("a team_admin needs at least one team (--team ORG/TEAM)")
+            for path in team_paths:
+                if split_team(path)[0] != org:
+                    raise VaultError(f"team {path} is not in org {org}")
+                self.team(path)
+        elif team_paths:
+            raise VaultError(f"only a team_admin is bound to teams, not a {role}")
+        if role == "developer":
+            validate_developer(developer or "")
+        elif developer is not None:
+            raise VaultError(f"only a developer credential names a developer, not a {role}")
+        cred_id = new_key_id()
+        while cred_id in self.admins:
+            cred_id = new_key_id()
+        plain = new_admin_credential(cred_id)
+        cred = AdminCredential(
+            cred_id=cred_id,
+            name=name,
+            role=role,
+            org=org,
+            teams=team_paths,
+            developer=developer,
+            hashes=[hash_key(plain)],
+            created_at=_aware(now) if now is not None else datetime.now(UTC),
+        )
+        self.admins[cred_id] = cred
+        return cred, plain
+
+    def admin(self, cred_id: str) -> AdminCredential:
+        cred = self.admins.get(cred_id)
+        if cred is None:
+            raise VaultError(f"unknown admin credential {cred_id!r}")
+        return cred
+
+    def revoke_admin(self, cred_id: str, now: datetime | None = None) -> None:
+        cred = self.admin(cred_id)
+        if cred.revoked_at is None:
+            cred.revoked_at = _aware(now) if now is not None else datetime.now(UTC)
+
+    def authenticate_admin(self, presented: str) -> AdminCredential:
+        """The admin credential of a presented ``cga_…`` secret, or ``AuthError`` (whose message
+        never contains the presented secret)."""
+        cred_id, full = parse_admin_credential(presented)
+        cred = self.admins.get(cred_id)
+        digest = hash_key(full)
+        matched = False
+        if cred is not None:
+            for h in cred.hashes:
+                matched = hmac.compare_digest(h, digest) or matched
+        if cred is None or not matched:
+            raise AuthError("invalid_credential", f"Invalid admin credential (id {cred_id}).")
+        if cred.revoked_at is not None:
+            raise AuthError("revoked_credential", f"Admin credential {cred_id} has been revoked.")
+        return cred
 
     # ------------------------------------------------------------ teams
     def team(self, path: str) -> Team:

@@ -1,0 +1,541 @@
+"""The admin API: the control plane as JSON resources over HTTP (aiohttp), separate from the data
+plane. ``codexgate admin serve`` runs it; every vault change goes through ``VaultStore.edit`` (locked,
+atomic, one audit entry each), and the gateway picks the new vault up within its poll interval.
+
+Authentication: ``Authorization: Bearer cga_…`` (an admin credential from the vault; gateway keys
+are refused). Authorisation: ``codexgate.admin.roles``. A refusal is a 403
+``{"error": {"message", "type": "forbidden", "role", "boundary"}}`` and an audit entry with
+``outcome = denied``. No response ever contains a secret: providers, keys and credentials appear
+as ids and fingerprints; a new gateway key or admin credential is returned once, by the call that
+creates or rotates it. Blocking work (decrypting, fsync) runs in a worker thread, never on the
+event loop.
+
+Resources (all under ``/v1``)::
+
+    GET  whoami
+    GET  keys[?team=ORG/TEAM]            POST keys
+    GET  keys/{id}                       POST keys/{id}/{rotate|revoke|enable|disable}
+    GET  teams                           POST teams
+    GET  providers                       POST providers   POST providers/{name}/rotate   DELETE providers/{name}
+    GET  routes                          POST routes      DELETE routes/{index}
+    GET  limits                          PUT  limits      PUT limits/{org}/{team}
+    GET  guardrail_policies              PUT  guardrail_policies   PUT guardrail_policies/{org}/{team}
+    GET  roles                           POST roles       POST roles/{id}/revoke
+    GET  audit[?since&actor&action&limit]
+    GET  usage[?developer&team&since]
+
+Sections (``limits``, ``guardrail_policies``) are raw JSON owned by their policy engines; the API's
+only convention is that a team's part is the sub-document under its ``org/team`` path
+(``section["acme/platform"]``), which a team admin may read and replace; whole-section writes are
+for org admins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from codexgate.admin.audit import AuditError, read_entries, verify
+from codexgate.admin.roles import Forbidden, Principal
+from codexgate.admin.store import EditContext, VaultStore
+from codexgate.admin.views import admin_view, key_view, provider_view, scrub, team_view
+from codexgate.core.keys import AuthError
+from codexgate.core.vault import ProviderCredential, Vault, VaultError, split_team
+
+log = logging.getLogger("codexgate.admin")
+SECTIONS = ("limits", "guardrail_policies")
+MAX_BODY = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# usage(developer, team, org, since) -> JSON-able rows; supplied by the CLI (which may use analytics)
+UsageFn = Callable[[str | None, str | None, str, datetime | None], Any]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+def _error(status: int, message: str, kind: str, request_id: str, **extra: Any) -> web.Response:
+    body = {"error": {"message": message, "type": kind, **extra}, "request_id": request_id}
+    return web.json_response(body, status=status, headers={"x-request-id": request_id})
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    m = re.fullmatch(r"(\d+)([mhd])", value)
+    if m:
+        unit = {"m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=int(m.group(1)) * unit)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"invalid time {value!r}: use an ISO time or 30m, 12h, 7d") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class AdminApi:
+    """Handlers bound to one vault store; ``app()`` is the aiohttp application."""
+
+    def __init__(self, store: VaultStore, usage: UsageFn | None = None) -> None:
+        self.store = store
+        self.usage = usage
+
+    # ------------------------------------------------------------ plumbing
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        r = app.router
+        get, post, put, delete = r.add_get, r.add_post, r.add_put, r.add_delete
+        get("/healthz", self._health)
+        routes: list[tuple[Callable[..., Any], str, Callable[..., Any]]] = [
+            (get, "/v1/whoami", self.whoami),
+            (get, "/v1/keys", self.list_keys),
+            (post, "/v1/keys", self.create_key),
+            (get, "/v1/keys/{key_id}", self.show_key),
+            (post, "/v1/keys/{key_id}/{op:rotate|revoke|enable|disable}", self.key_op),
+            (get, "/v1/teams", self.list_teams),
+            (post, "/v1/teams", self.add_team),
+            (get, "/v1/providers", self.list_providers),
+            (post, "/v1/providers", self.add_provider),
+            (post, "/v1/providers/{name}/rotate", self.rotate_provider),
+            (delete, "/v1/providers/{name}", self.remove_provider),
+            (get, "/v1/routes", self.list_routes),
+            (post, "/v1/routes", self.add_route),
+            (delete, "/v1/routes/{index}", self.remove_route),
+            (get, "/v1/{section:limits|guardrail_policies}", self.get_section),
+            (put, "/v1/{section:limits|guardrail_policies}", self.put_section),
+            (put, "/v1/{section:limits|guardrail_policies}/{org}/{team}", self.put_team_section),
+            (get, "/v1/roles", self.list_roles),
+            (post, "/v1/roles", self.create_role),
+            (post, "/v1/roles/{cred_id}/revoke", self.revoke_role),
+            (get, "/v1/audit", self.audit),
+            (get, "/v1/usage", self.usage_view),
+        ]
+        for add, path, handler in routes:
+            add(path, self._wrap(handler))
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    def _wrap(self, handler: Callable[..., Any]) -> Callable[[web.Request], Any]:
+        async def run(request: web.Request) -> web.StreamResponse:
+            rid = request.headers.get("x-request-id", "")
+            rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+            body: Any = None
+            if request.method in ("POST", "PUT") and request.can_read_body:
+                try:
+                    body = json.loads(await request.read() or b"null")
+                except ValueError:
+                    return _error(400, "the request body is not JSON", "invalid_request", rid)
+            body = {} if body is None else body
+            token = request.headers.get("authorization", "")
+            token = token[7:].strip() if token.lower().startswith("bearer ") else ""
+            params = dict(request.query)
+            info = dict(request.match_info)
+            try:
+                result = await asyncio.to_thread(self._call, handler, token, rid, info, params, body)
+            except ApiError as exc:
+                return _error(exc.status, exc.message, exc.kind, rid)
+            except Forbidden as exc:
+                log.info("403 %s %s: %s (request %s)", request.method, request.path, exc.message, rid)
+                return _error(
+                    403, exc.message, "forbidden", rid, role=exc.principal.role, boundary=exc.boundary
+                )
+            except (VaultError, AuditError) as exc:
+                return _error(400 if isinstance(exc, VaultError) else 503, str(exc), "invalid_request", rid)
+            status = (
+                201 if request.method == "POST" and handler.__name__.startswith(("create", "add")) else 200
+            )
+            return web.json_response(result, status=status, headers={"x-request-id": rid})
+
+        return run
+
+    def _call(
+        self,
+        handler: Callable[..., Any],
+        token: str,
+        rid: str,
+        info: dict[str, str],
+        params: dict[str, str],
+        body: Any,
+    ) -> Any:
+        vault = self.store.read()
+        try:
+            cred = vault.authenticate_admin(token)
+        except AuthError as exc:
+            raise ApiError(401, exc.message, "unauthorized") from None
+        principal = Principal.of(cred)
+        try:
+            return handler(principal, vault, rid=rid, info=info, params=params, body=body)
+        except Forbidden as exc:
+            self.store.audit.append(
+                actor=principal.actor,
+                role=principal.role,
+                action=_action_name(handler.__name__, info),
+                target=exc.action,
+                outcome="denied",
+                source="api",
+                request_id=rid,
+                detail=exc.boundary,
+            )
+            raise
+
+    def _edit(self, p: Principal, rid: str, action: str, target: str | None = None) -> Any:
+        return self.store.edit(
+            EditContext(
+                actor=p.actor, role=p.role, action=action, target=target, request_id=rid, source="api"
+            )
+        )
+
+    @staticmethod
+    def _field(body: Any, name: str, kind: Any = str, required: bool = True) -> Any:
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        value = body.get(name)
+        if value is None:
+            if required:
+                raise ApiError(400, f"missing field {name!r}")
+            return None
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ApiError(400, f"field {name!r} must be {names}")
+        return value
+
+    # ------------------------------------------------------------ identity
+    def whoami(self, p: Principal, vault: Vault, **_: Any) -> Any:
+        return {
+            "actor": p.actor,
+            "role": p.role,
+            "org": p.org,
+            "teams": list(p.teams),
+            "developer": p.developer,
+            "cred_id": p.cred_id,
+        }
+
+    # ------------------------------------------------------------ keys
+    def list_keys(self, p: Principal, vault: Vault, *, params: dict[str, str], **_: Any) -> Any:
+        team = params.get("team")
+        if team and p.role != "developer" and not p.can_read_team(team):
+            raise Forbidden(p, f"list the keys of {team}", f"team {team} is outside the {p.describe()}")
+        keys = [k for k in vault.keys.values() if p.can_read_key(k) and (not team or k.team_path == team)]
+        keys.sort(key=lambda k: (k.team_path, k.project, k.developer, k.created_at))
+        return [key_view(vault, k) for k in keys]
+
+    def show_key(self, p: Principal, vault: Vault, *, info: dict[str, str], **_: Any) -> Any:
+        key = self._key(vault, info["key_id"])
+        if not p.can_read_key(key):
+            raise Forbidden(
+                p,
+                f"read key {key.key_id}",
+                f"key {key.key_id} ({key.team_path}) is outside the {p.describe()}",
+            )
+        return key_view(vault, key)
+
+    @staticmethod
+    def _key(vault: Vault, key_id: str) -> Any:
+        key = vault.keys.get(key_id)
+        if key is None:
+            raise ApiError(404, f"unknown key id {key_id!r}", "not_found")
+        return key
+
+    def create_key(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        team = self._field(body, "team")
+        action = f"create a key in {team}"
+        if p.role in ("developer", "auditor"):
+            raise Forbidden(p, action, "only org_admin or team_admin may create keys")
+        p.require_team_write(team, action)
+        org, name = split_team(team)
+        expires = _parse_time(self._field(body, "expires_at", str, False))
+        if body.get("org_admin") and p.role != "org_admin":
+            raise Forbidden(
+                p, "create an org-admin key", "only an org_admin may grant org-wide dashboard access"
+            )
+        with self._edit(p, rid, "key.create") as v:
+            entry, plain = v.create_key(
+                org=org,
+                team=name,
+                project=self._field(body, "project"),
+                developer=self._field(body, "developer"),
+                providers=self._field(body, "providers", list, False),
+                models=self._field(body, "models", list, False),
+                expires_at=expires,
+                tags=self._field(body, "tags", dict, False),
+                privacy_mode=self._field(body, "privacy_mode", str, False),
+                budget_usd=self._field(body, "budget_usd", (int, float), False),  # type: ignore[arg-type]
+                budget_period=self._field(body, "budget_period", str, False),
+                description=self._field(body, "description", str, False) or "",
+                org_admin=bool(body.get("org_admin")),
+            )
+            view = key_view(v, entry)
+        return {"key": plain, "key_id": entry.key_id, "detail": view}
+
+    def key_op(
+        self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
+    ) -> Any:
+        op, key_id = info["op"], info["key_id"]
+        key = self._key(vault, key_id)
+        p.require_key(key, f"{op} key {key_id}", developer_may=op in ("rotate", "revoke"))
+        grace = self._field(body, "grace_seconds", int, False) if op == "rotate" else None
+        plain = None
+        with self._edit(p, rid, f"key.{op}", f"key:{key_id}") as v:
+            if op == "rotate":
+                plain = v.rotate_key(key_id, datetime.now(UTC), grace_seconds=grace)
+            elif op == "revoke":
+                v.revoke_key(key_id)
+            else:
+                v.set_key_enabled(key_id, op == "enable")
+            view = key_view(v, v.key(key_id))
+        return {"key": plain, "key_id": key_id, "detail": view} if plain else view
+
+    # ------------------------------------------------------------ teams
+    def list_teams(self, p: Principal, vault: Vault, **_: Any) -> Any:
+        if p.role == "developer":
+            raise Forbidden(p, "list teams", "a developer sees only their own keys and usage")
+        return [
+            team_view(t)
+            for t in sorted(vault.teams.values(), key=lambda t: t.path)
+            if p.can_read_team(t.path)
+        ]
+
+    def add_team(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        team = self._field(body, "team")
+        p.require(("org_admin",), f"add team {team}")
+        org, name = split_team(team)
+        if org != p.org:
+            raise Forbidden(p, f"add team {team}", f"org {org} is not org {p.org}")
+        with self._edit(p, rid, "team.add", f"team:{team}") as v:
+            t = v.add_team(
+                org,
+                name,
+                privacy_mode=self._field(body, "privacy_mode", str, False) or "full",
+                budget_usd=self._field(body, "budget_usd", (int, float), False),  # type: ignore[arg-type]
+                budget_period=self._field(body, "budget_period", str, False),
+                admins=self._field(body, "admins", list, False),
+            )
+            return team_view(t)
+
+    # ------------------------------------------------------------ providers
+    def list_providers(self, p: Principal, vault: Vault, **_: Any) -> Any:
+        p.require(("org_admin", "auditor"), "list providers")
+        return [provider_view(x) for x in sorted(vault.providers.values(), key=lambda x: x.name)]
+
+    def add_provider(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        name = self._field(body, "name")
+        p.require(("org_admin",), f"add provider {name}")
+        hosts = self._field(body, "hosts", list, False)
+        cred = ProviderCredential(
+            name=name,
+            kind=self._field(body, "kind"),
+            base_url=self._field(body, "base_url"),
+            api_key=self._field(body, "api_key"),
+            api_version=self._field(body, "api_version", str, False),
+            hosts=hosts,
+            default=bool(body.get("default")),
+        )
+        with self._edit(p, rid, "provider.add", f"provider:{name}") as v:
+            v.add_provider(cred)
+        return provider_view(cred)
+
+    def rotate_provider(
+        self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
+    ) -> Any:
+        name = info["name"]
+        p.require(("org_admin",), f"rotate provider {name}")
+        api_key = self._field(body, "api_key")
+        with self._edit(p, rid, "provider.rotate", f"provider:{name}") as v:
+            v.rotate_provider_key(name, api_key)
+            return provider_view(v.provider(name))
+
+    def remove_provider(self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], **_: Any) -> Any:
+        name = info["name"]
+        p.require(("org_admin",), f"remove provider {name}")
+        with self._edit(p, rid, "provider.remove", f"provider:{name}") as v:
+            v.remove_provider(name)
+        return {"removed": name}
+
+    # ------------------------------------------------------------ routes
+    def list_routes(self, p: Principal, vault: Vault, **_: Any) -> Any:
+        p.require(("org_admin", "team_admin", "auditor"), "list routes")
+        return [
+            {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
+            for i, r in enumerate(vault.routes)
+        ]
+
+    def add_route(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        p.require(("org_admin",), "add a route")
+        position = self._field(body, "position", int, False)
+        with self._edit(p, rid, "route.add") as v:
+            route = v.add_route(
+                self._field(body, "model"),
+                self._field(body, "provider"),
+                self._field(body, "api", str, False) or "*",
+                position=position,
+            )
+            index = position if position is not None else len(v.routes) - 1
+        return {"index": index, "model": route.model, "api": route.api, "provider": route.provider}
+
+    def remove_route(self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], **_: Any) -> Any:
+        p.require(("org_admin",), "remove a route")
+        try:
+            index = int(info["index"])
+        except ValueError:
+            raise ApiError(400, "a route index is a whole number") from None
+        with self._edit(p, rid, "route.remove") as v:
+            route = v.remove_route(index)
+        return {"index": index, "model": route.model, "api": route.api, "provider": route.provider}
+
+    # ------------------------------------------------------------ raw sections
+    def get_section(self, p: Principal, vault: Vault, *, info: dict[str, str], **_: Any) -> Any:
+        name = info["section"]
+        section = vault.sections.get(name) or {}
+        if p.role in ("org_admin", "auditor"):
+            return scrub(section)
+        if p.role == "team_admin":
+            return {t: scrub(section[t]) for t in p.teams if isinstance(section, dict) and t in section}
+        raise Forbidden(p, f"read {name}", "a developer sees only their own keys and usage")
+
+    def put_section(
+        self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
+    ) -> Any:
+        name = info["section"]
+        p.require(("org_admin",), f"replace all {name}")
+        if not isinstance(body, dict):
+            raise ApiError(400, f"{name} must be a JSON object")
+        with self._edit(p, rid, f"{name}.set", f"section:{name}") as v:
+            v.sections[name] = body
+        return scrub(body)
+
+    def put_team_section(
+        self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
+    ) -> Any:
+        name, team = info["section"], f"{info['org']}/{info['team']}"
+        p.require_team_write(team, f"change the {name} of {team}")
+        with self._edit(p, rid, f"{name}.set", f"section:{name}/{team}") as v:
+            section = v.sections.get(name)
+            section = dict(section) if isinstance(section, dict) else {}
+            if body in ({}, None):
+                section.pop(team, None)
+            else:
+                section[team] = body
+            v.sections[name] = section
+        return scrub(body)
+
+    # ------------------------------------------------------------ roles (admin credentials)
+    def list_roles(self, p: Principal, vault: Vault, **_: Any) -> Any:
+        p.require(("org_admin", "auditor"), "list admin credentials")
+        return [admin_view(a) for a in vault.admins.values() if a.org == p.org]
+
+    def create_role(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        role = self._field(body, "role")
+        p.require(("org_admin",), f"create a {role} credential")
+        org = self._field(body, "org", str, False) or p.org
+        if org != p.org:
+            raise Forbidden(p, f"create a credential in org {org}", f"org {org} is not org {p.org}")
+        with self._edit(p, rid, "role.create") as v:
+            cred, plain = v.create_admin(
+                name=self._field(body, "name"),
+                role=role,
+                org=org,
+                teams=self._field(body, "teams", list, False),
+                developer=self._field(body, "developer", str, False),
+            )
+            view = admin_view(cred)
+        return {"credential": plain, "cred_id": cred.cred_id, "detail": view}
+
+    def revoke_role(self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], **_: Any) -> Any:
+        cred_id = info["cred_id"]
+        p.require(("org_admin",), f"revoke credential {cred_id}")
+        target = vault.admins.get(cred_id)
+        if target is None:
+            raise ApiError(404, f"unknown admin credential {cred_id!r}", "not_found")
+        if target.org != p.org:
+            raise Forbidden(p, f"revoke credential {cred_id}", f"it belongs to org {target.org}")
+        with self._edit(p, rid, "role.revoke", f"admin:{cred_id}") as v:
+            v.revoke_admin(cred_id)
+            return admin_view(v.admin(cred_id))
+
+    # ------------------------------------------------------------ audit, usage
+    def audit(self, p: Principal, vault: Vault, *, params: dict[str, str], **_: Any) -> Any:
+        p.require(("org_admin", "auditor"), "read the audit log")
+        limit = params.get("limit")
+        entries = read_entries(
+            self.store.audit.directory,
+            since=_parse_time(params.get("since")),
+            actor=params.get("actor"),
+            action=params.get("action"),
+            limit=int(limit) if limit and limit.isdigit() else None,
+        )
+        result = verify(self.store.audit.directory, self.store.audit.anchor)
+        return {
+            "entries": entries,
+            "verify": {
+                "ok": result.ok,
+                "entries": result.entries,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "problem": result.problem,
+            },
+        }
+
+    def usage_view(self, p: Principal, vault: Vault, *, params: dict[str, str], **_: Any) -> Any:
+        developer = params.get("developer") or (p.developer if p.role == "developer" else None)
+        team = params.get("team")
+        p.require_usage(developer, team, f"read the usage of {developer or team or 'the org'}")
+        if self.usage is None:
+            raise ApiError(
+                503, "usage needs a traces folder (codexgate admin serve --traces DIR)", "unavailable"
+            )
+        return {
+            "developer": developer,
+            "team": team,
+            "org": p.org,
+            "rows": self.usage(developer, team, p.org, _parse_time(params.get("since"))),
+        }
+
+
+_ACTIONS = {
+    "whoami": "whoami.read",
+    "list_keys": "key.list",
+    "show_key": "key.show",
+    "create_key": "key.create",
+    "list_teams": "team.list",
+    "add_team": "team.add",
+    "list_providers": "provider.list",
+    "add_provider": "provider.add",
+    "rotate_provider": "provider.rotate",
+    "remove_provider": "provider.remove",
+    "list_routes": "route.list",
+    "add_route": "route.add",
+    "remove_route": "route.remove",
+    "list_roles": "role.list",
+    "create_role": "role.create",
+    "revoke_role": "role.revoke",
+    "audit": "audit.read",
+    "usage_view": "usage.read",
+}
+
+
+def _action_name(handler: str, info: dict[str, str]) -> str:
+    """The audit action of a handler (the same name a successful edit records)."""
+    if handler == "key_op":
+        return f"key.{info.get('op')}"
+    if handler == "get_section":
+        return f"{info.get('section')}.read"
+    if handler in ("put_section", "put_team_section"):
+        return f"{info.get('section')}.set"
+    return _ACTIONS.get(handler, handler)
+
+
+def make_app(store: VaultStore, usage: UsageFn | None = None) -> web.Application:
+    return AdminApi(store, usage).app()
