@@ -32,7 +32,7 @@ from addons.reassembly import Reassembled, from_json_body
 from addons.stream_relay import RelayJob, StreamRelay
 from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import build_row
-from addons.trace_sink import SinkError, TraceSink
+from codexgate.sink import SinkError, TraceSink
 
 log = logging.getLogger("codexgate.tracing")
 

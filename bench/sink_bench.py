@@ -36,8 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from addons import parquet_flush, spool  # noqa: E402
-from addons.trace_sink import TraceSink  # noqa: E402
+from codexgate.sink import convert as parquet_flush, spool  # noqa: E402
+from codexgate.sink.sink import TraceSink  # noqa: E402
 from analytics.synth import generate_rows  # noqa: E402
 
 

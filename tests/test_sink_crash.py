@@ -22,8 +22,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from addons import spool
-from addons.trace_sink import TraceSink, recover
+from codexgate.sink import spool
+from codexgate.sink.sink import TraceSink, recover
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ import itertools, sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from addons.trace_sink import TraceSink
+from codexgate.sink import TraceSink
 
 traces, prefix = Path(sys.argv[1]), sys.argv[2]
 sink = TraceSink(traces, flush_interval_s=0.2, flush_rows=150, fsync_interval_s=0.05)

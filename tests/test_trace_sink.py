@@ -24,8 +24,8 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from addons import parquet_flush, spool
-from addons.trace_sink import SinkError, TraceSink, compact, recover
+from codexgate.sink import convert as parquet_flush, spool
+from codexgate.sink.sink import SinkError, TraceSink, compact, recover
 from codexgate.cli import main
 from codexgate.core import schema
 

@@ -12,7 +12,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from addons import parquet_flush, spool
+from codexgate.sink import convert as parquet_flush, spool
 from codexgate.cli import CliError
 
 DEFAULT_TRACES = Path("codexgate-data") / "traces"

@@ -1,13 +1,13 @@
 """``TraceSink``: trace rows -> durable spool -> hive-partitioned Parquet, exactly once.
 
 The gateway calls ``write(row)`` on mitmproxy's event loop: the row is encoded and appended to
-the current spool segment with one ``os.write`` (``addons.spool``), no fsync. Two background
+the current spool segment with one ``os.write`` (``codexgate.sink.spool``), no fsync. Two background
 threads do the rest:
 
 * the *sync* thread fsyncs the segment every ``fsync_interval_s`` (and keeps disk blocks reserved
   ahead of it, so appends do not wait on the journal while it fsyncs), and rotates the segment
   every ``flush_interval_s`` or ``flush_rows`` rows;
-* the *convert* thread turns closed segments into Parquet (``addons.parquet_flush``) and deletes
+* the *convert* thread turns closed segments into Parquet (``codexgate.sink.convert``) and deletes
   each segment only once its files are in place. A slow conversion therefore never delays an
   fsync or a rotation.
 
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from addons import parquet_flush, spool
-from addons.parquet_flush import CompactionBusy, CompactResult, compact
+from codexgate.sink import convert as parquet_flush, spool
+from codexgate.sink.convert import CompactionBusy, CompactResult, compact
 
 __all__ = ["CompactResult", "CompactionBusy", "SinkError", "TraceSink", "compact", "recover"]
 

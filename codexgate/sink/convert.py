@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from addons import spool
+from codexgate.sink import spool
 from codexgate.core import schema
 
 REJECTED_DIR = "_rejected"
