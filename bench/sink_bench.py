@@ -36,9 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codexgate.sink import convert as parquet_flush, spool  # noqa: E402
-from codexgate.sink.sink import TraceSink  # noqa: E402
 from analytics.synth import generate_rows  # noqa: E402
+from codexgate.sink import TraceSink, convert, spool  # noqa: E402
 
 
 def sample_rows(n: int = 400) -> list[dict[str, Any]]:
@@ -149,7 +148,7 @@ def conversion(traces: Path, rows: list[dict[str, Any]], n: int = 10_000) -> dic
     size = segment.stat().st_size
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
-    done = parquet_flush.convert_segment(traces, segment, "bench")
+    done = convert.convert_segment(traces, segment, "bench")
     elapsed = time.perf_counter() - t0
     cpu = time.thread_time() - cpu0
     out = sum(f.stat().st_size for f in done.files)
@@ -172,7 +171,7 @@ def unique_bytes(traces: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     shuffled = random.Random(0).sample(rows, len(rows))
     segment.write_bytes(b"".join(spool.encode(fresh(r)) for r in shuffled))
     size = segment.stat().st_size
-    done = parquet_flush.convert_segment(traces, segment, "unique")
+    done = convert.convert_segment(traces, segment, "unique")
     return {
         "spool_bytes_per_trace": size / len(rows),
         "parquet_bytes_per_trace": sum(f.stat().st_size for f in done.files) / len(rows),

@@ -24,10 +24,11 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
 
-from codexgate.sink import convert as parquet_flush, spool
-from codexgate.sink.sink import SinkError, TraceSink, compact, recover
 from codexgate.cli import main
 from codexgate.core import schema
+from codexgate.sink import SinkError, TraceSink, convert, spool
+from codexgate.sink.compact import compact
+from codexgate.sink.sink import recover
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY1 = datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=UTC)
@@ -217,9 +218,9 @@ def test_realistic_rows_convert_exactly_like_to_table(tmp_path: Path) -> None:
     rows[1]["attempt_count"] = None
     rows[2]["tool_calls"] = [{"name": "shell", "surprise": "dropped, as to_table drops it"}]
     payloads = [memoryview(spool.encode(r))[spool.HEADER.size :] for r in rows]
-    table, rejected = parquet_flush.rows_table(payloads)
+    table, rejected = convert.rows_table(payloads)
     assert not rejected  # and no row went down the slow row-by-row path:
-    assert pj.read_json(pa.py_buffer(b"\n".join(payloads)), parse_options=parquet_flush._PARSE_OPTIONS)
+    assert pj.read_json(pa.py_buffer(b"\n".join(payloads)), parse_options=convert._PARSE_OPTIONS)
     assert table.schema.equals(schema.SCHEMA, check_metadata=True)
     assert table.to_pylist() == schema.to_table(rows).to_pylist()
     assert table.column("attempt_count")[0].as_py() == len(rows[0]["attempts"])
@@ -242,7 +243,7 @@ def test_odd_values_survive_or_are_kept_aside(sink: TraceSink) -> None:
     assert set(got) == {"t000001", "t000002", "t000004"}
     assert math.isnan(got["t000001"]["cost_usd"]) and got["t000001"]["ttft_ms"] == math.inf
     assert got["t000002"]["request_body"] == "bad ? escape"
-    kept = list((sink.traces_dir / parquet_flush.REJECTED_DIR).glob("*.jsonl"))
+    kept = list((sink.traces_dir / convert.REJECTED_DIR).glob("*.jsonl"))
     assert len(kept) == 1
     line = json.loads(kept[0].read_text())
     assert json.loads(line["row"])["trace_id"] == "t000003" and "int" in line["error"]
@@ -675,7 +676,7 @@ def test_spool_dir_holds_no_parquet_and_temp_names_do_not_match(tmp_path: Path) 
     s.write(full_row(1))
     names = [p.name for p in tmp_path.rglob("*")]
     assert not [n for n in names if n.endswith(".parquet")]
-    tmp = parquet_flush._DateFile(tmp_path / "date=2026-03-01" / "part-x-y-1.parquet").tmp
+    tmp = convert.DateFile(tmp_path / "date=2026-03-01" / "part-x-y-1.parquet").tmp
     assert tmp.name == ".part-x-y-1.parquet.tmp" and not tmp.match("*.parquet")
     s.close()
     shutil.rmtree(tmp_path / "date=2026-03-01")

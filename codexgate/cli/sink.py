@@ -2,7 +2,9 @@
 
 ``--traces`` defaults to ``$CODEXGATE_TRACES``, else ``./codexgate-data/traces``. All three are
 safe while gateways are writing to the same directory: ``recover`` only touches the spools of
-dead gateways, ``compact`` never merges a file whose spool segment still exists.
+dead gateways, ``compact`` never merges a file whose spool segment still exists. ``stats`` also
+shows what waits in ``_rejected/`` (rows that do not fit the schema, unreadable spool bytes), and
+``recover`` prints one line per segment that left something there.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import os
 from datetime import date
 from pathlib import Path
 
-from codexgate.sink import convert as parquet_flush, spool
 from codexgate.cli import CliError
+from codexgate.sink import compact, convert, recover, spool, stats
 
 DEFAULT_TRACES = Path("codexgate-data") / "traces"
 
@@ -86,8 +88,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
     if args.date and not (traces / f"date={args.date}").is_dir():
         raise CliError(f"no partition date={args.date} in {traces}")
     try:
-        result = parquet_flush.compact(traces, args.date, args.target_rows)
-    except parquet_flush.CompactionBusy as exc:
+        result = compact.compact(traces, args.date, args.target_rows)
+    except compact.CompactionBusy as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot compact {traces}: {exc.strerror or exc}") from None
@@ -110,25 +112,28 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_recover(args: argparse.Namespace) -> int:
     traces = _existing(args.traces)
     try:
-        result = parquet_flush.recover_all(traces)
+        result = recover.recover_all(traces)
     except OSError as exc:
         raise CliError(f"cannot recover the spool under {traces}: {exc.strerror or exc}") from None
     print(
         f"recovered {result.rows} rows from {result.segments} segment(s) of "
         f"{len(result.instances)} stopped gateway(s)"
     )
+    for line in result.problems:
+        print(line)
     if result.torn_bytes:
-        print(f"skipped {result.torn_bytes} bytes of torn records (writes cut short by a crash)")
-    if result.rejected:
         print(
-            f"{result.rejected} rows did not fit the trace schema; kept in {traces / parquet_flush.REJECTED_DIR}"
+            f"{result.torn_bytes} bytes of unreadable spool records (torn, corrupt or oversized) kept in "
+            f"{traces / convert.REJECTED_DIR}"
         )
+    if result.rejected:
+        print(f"{result.rejected} rows did not fit the trace schema; kept in {traces / convert.REJECTED_DIR}")
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     traces = _existing(args.traces)
-    parts = parquet_flush.partition_stats(traces)
+    parts = stats.partition_stats(traces)
     print(f"{'partition':<17} {'files':>6} {'rows':>10} {'bytes':>11}")
     for p in parts:
         print(f"{p.partition:<17} {p.files:>6} {p.rows:>10} {_size(p.bytes):>11}")
@@ -143,4 +148,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         state = "running" if spool.is_live(directory) else "stopped (run `codexgate traces recover`)"
         size = sum(_file_size(s) for s in segments)
         print(f"spool {directory.name}: {len(segments)} segment(s), {_size(size)}, {state}")
+    rejected = stats.rejected_stats(traces)
+    if rejected.files:
+        print(
+            f"rejected: {rejected.rows} row(s) that do not fit the trace schema and {rejected.spans} "
+            f"unreadable spool span(s) in {rejected.files} file(s), {_size(rejected.bytes)}, waiting in "
+            f"{traces / convert.REJECTED_DIR}"
+        )
     return 0

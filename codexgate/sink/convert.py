@@ -1,6 +1,6 @@
-"""Spool segments -> hive-partitioned Parquet; recovery of dead spools; compaction.
+"""Spool segments -> hive-partitioned Parquet, exactly once, and nothing dropped silently.
 
-Conversion: a closed segment becomes ``TRACES/date=YYYY-MM-DD/part-<instance>-<segment>.parquet``,
+A closed segment becomes ``TRACES/date=YYYY-MM-DD/part-<instance>-<segment>.parquet``,
 one file per date present in it (zstd, the trace schema exactly; ``date`` is the directory, not a
 column). Each file is written as ``.part-....parquet.tmp``, fsynced and renamed; only when every
 file is in place is the segment deleted. The names are a function of the segment, so converting a
@@ -8,25 +8,27 @@ segment again after a crash overwrites instead of duplicating.
 
 Parsing is Arrow's JSON reader with an explicit schema: it runs without the GIL, so converting in
 the sink's thread does not stall the event loop (``json.loads`` + ``schema.to_table`` per row holds
-the GIL for ~100 us a row). A value Arrow rejects sends that chunk down the row-by-row path, where
-a row that does not fit the schema at all is kept in ``TRACES/_rejected/`` rather than lost.
+the GIL for ~100 us a row). A value Arrow rejects makes the converter split that chunk in halves
+until each row Arrow rejects is alone; such a row is kept in ``TRACES/_rejected/`` rather than lost.
 
-Compaction merges a partition's small files into one, streaming row group by row group. A manifest
-naming the output and inputs is written before the output appears and removed after the inputs are
-deleted; a leftover manifest is completed (output present) or rolled back (output absent) by the
-next ``compact`` or ``recover``. Files whose segment is still in a spool are never compacted, since
-their segment may be converted again.
+Nothing is dropped silently: every record the reader cannot read whole (torn, corrupt, over
+``spool.MAX_RECORD_BYTES``) is copied byte for byte to ``TRACES/_rejected/`` and every row that
+does not fit the schema is kept there as JSON, before the segment is deleted; ``Converted.problems``
+says so in one line per kind (never a row's contents) for the caller to log.
+
+No conversion path imports anything lazily: every Python value -> Arrow conversion (``pa.scalar``,
+``pa.array``, ``Table.from_pylist``) makes pyarrow import pandas the first time, which holds the GIL
+for the length of that import and stalls the event loop, so none is used here: constants are
+parsed by Arrow's JSON reader at import time.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import uuid
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date as Date
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,11 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from codexgate.sink import spool
 from codexgate.core import schema
+from codexgate.sink import spool
 
 REJECTED_DIR = "_rejected"
-COMPACT_LOCK = ".compact.lock"
 CHUNK_BYTES = 4 << 20  # spool bytes parsed per Arrow call
 ROW_GROUP_BYTES = 64 << 20  # in-memory Arrow bytes buffered per row group
 ROW_GROUP_ROWS = 128 * 1024
@@ -74,6 +75,23 @@ _NULLABLE_SCHEMA = pa.schema([pa.field(f.name, f.type) for f in schema.SCHEMA])
 # Unknown top-level keys never reach the spool (``spool.encode`` refuses them); unknown keys inside a
 # struct are dropped, as ``schema.to_table`` drops them.
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PARSE_SCHEMA, unexpected_field_behavior="ignore")
+_READ_OPTIONS = pj.ReadOptions(use_threads=False, block_size=CHUNK_BYTES * 2)
+
+
+def _parse_constants() -> dict[str, pa.Scalar]:
+    """The schema defaults as Arrow scalars, made by Arrow's JSON reader (see the module docstring)."""
+    table = pj.read_json(pa.py_buffer(json.dumps(_DEFAULTS).encode()), parse_options=_PARSE_OPTIONS)
+    table = table.cast(_NULLABLE_SCHEMA)
+    return {name: table.column(name)[0] for name in _DEFAULTS}
+
+
+_DEFAULT_SCALARS = _parse_constants()
+_FALSE = _DEFAULT_SCALARS["streaming"]
+_ZERO = _DEFAULT_SCALARS["attempt_count"]  # int32, the type of attempt_count and of list lengths
+if not (_FALSE.as_py() is False and _ZERO.as_py() == 0 and _ZERO.type == pa.int32()):
+    raise RuntimeError("trace schema defaults changed: update convert._FALSE / convert._ZERO")
+_EMPTY = pa.Table.from_batches([], schema=schema.SCHEMA)  # (empty_table() imports pandas)
+_ARROW_COLUMN = re.compile(r"Column\(/([A-Za-z0-9_]+)")
 
 
 def parquet_writer(path: Path) -> pq.ParquetWriter:
@@ -103,14 +121,14 @@ def _finish(table: pa.Table) -> pa.Table:
     columns = []
     for name in schema.COLUMNS:
         col = table.column(name)
-        default = _DEFAULTS.get(name)
+        default = _DEFAULT_SCALARS.get(name)
         if default is not None and col.null_count:
-            col = pc.fill_null(col, pa.scalar(default, col.type))
+            col = pc.fill_null(col, default)
         columns.append(col)
     # normalise_row: attempt_count 0 with a non-empty attempts list means len(attempts)
     i = schema.COLUMNS.index("attempt_count")
     lengths = pc.list_value_length(columns[schema.COLUMNS.index("attempts")])
-    use_length = pc.fill_null(pc.and_(pc.equal(columns[i], 0), pc.greater(lengths, 0)), False)
+    use_length = pc.fill_null(pc.and_(pc.equal(columns[i], _ZERO), pc.greater(lengths, _ZERO)), _FALSE)
     columns[i] = pc.if_else(use_length, pc.cast(lengths, pa.int32()), columns[i])
     return pa.Table.from_arrays(columns, schema=schema.SCHEMA)
 
@@ -121,37 +139,59 @@ class Rejected:
     error: str
 
 
-def rows_table(payloads: list[memoryview]) -> tuple[pa.Table, list[Rejected]]:
-    """Spool payloads -> (table in the trace schema, payloads that do not fit it)."""
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _explain(exc: Exception) -> str:
+    """Arrow's message, plus the type the column must have when Arrow names the column."""
+    message = f"{type(exc).__name__}: {exc}"
+    match = _ARROW_COLUMN.search(str(exc))
+    if match and match.group(1) in _PARSE_SCHEMA.names:
+        name = match.group(1)
+        message += f" ({name} must be {schema.SCHEMA.field(name).type})"
+    return message
+
+
+def _parse(payloads: list[memoryview]) -> pa.Table:
+    table = pj.read_json(
+        pa.py_buffer(b"\n".join(payloads)), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+    )
+    return _finish(table)
+
+
+def _parse_apart(payloads: list[memoryview], good: list[pa.Table], rejected: list[Rejected]) -> None:
+    """Parse what Arrow accepts of ``payloads``, halving a failing list down to single rows."""
     try:
-        parsed = pj.read_json(
-            pa.py_buffer(b"\n".join(payloads)),
-            read_options=pj.ReadOptions(use_threads=False, block_size=CHUNK_BYTES * 2),
-            parse_options=_PARSE_OPTIONS,
-        )
-        return _finish(parsed), []
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        pass
-    good, rejected = [], []
-    for payload in payloads:
-        try:
-            row = spool.decode(payload)
-            schema.to_table([row])  # does it fit?
-            good.append(row)
-        except (ValueError, TypeError, KeyError, OverflowError, pa.ArrowException) as exc:
-            rejected.append(Rejected(bytes(payload), f"{type(exc).__name__}: {exc}"))
-    return schema.to_table(good), rejected
+        good.append(_parse(payloads))
+        return
+    except _ARROW_ERRORS as exc:
+        if len(payloads) == 1:
+            rejected.append(Rejected(bytes(payloads[0]), _explain(exc)))
+            return
+    half = len(payloads) // 2
+    _parse_apart(payloads[:half], good, rejected)
+    _parse_apart(payloads[half:], good, rejected)
+
+
+def rows_table(payloads: list[memoryview]) -> tuple[pa.Table, list[Rejected]]:
+    """Spool payloads -> (table in the trace schema, payloads that do not fit it), in order."""
+    good: list[pa.Table] = []
+    rejected: list[Rejected] = []
+    _parse_apart(payloads, good, rejected)
+    if not good:
+        return _EMPTY, rejected
+    return (good[0] if len(good) == 1 else pa.concat_tables(good)), rejected
 
 
 def _by_date(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """Split a table by ``schema.partition_date`` (the UTC date of start_time)."""
     days = pc.cast(table.column("start_time"), pa.date32())
-    distinct = pc.unique(days).to_pylist()
+    distinct = sorted(pc.unique(days), key=lambda day: day.as_py())
     if len(distinct) == 1:
-        yield distinct[0].isoformat(), table
+        yield distinct[0].as_py().isoformat(), table
         return
-    for day in sorted(distinct):
-        yield day.isoformat(), table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+    for day in distinct:
+        yield day.as_py().isoformat(), table.filter(pc.equal(days, day))
 
 
 # ------------------------------------------------------------------------------ conversion
@@ -161,7 +201,7 @@ def part_name(instance: str, segment_id: str) -> str:
     return f"part-{instance}-{segment_id}.parquet"
 
 
-def _segment_of(part: Path) -> tuple[str, str] | None:
+def segment_of(part: Path) -> tuple[str, str] | None:
     """``part-<instance>-<run>-<n>.parquet`` -> (instance, segment id); None for other files."""
     name = part.name
     if not (name.startswith("part-") and name.endswith(".parquet")):
@@ -174,14 +214,41 @@ def _segment_of(part: Path) -> tuple[str, str] | None:
 
 @dataclass
 class Converted:
+    """What converting one segment did. ``rejected``/``unreadable``: kept in ``_rejected/``."""
+
+    segment: str = ""
     rows: int = 0
     files: list[Path] = field(default_factory=list)
-    torn_bytes: int = 0
-    rejected: int = 0
+    torn_bytes: int = 0  # bytes of unreadable spans (all kept in unreadable_files)
+    rejected: int = 0  # rows that do not fit the trace schema
     rejected_file: Path | None = None
+    unreadable: list[spool.BadSpan] = field(default_factory=list)
+    unreadable_files: list[Path] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """One line per kind of record kept aside (counts and paths only, never row contents)."""
+        out = []
+        if self.rejected:
+            out.append(
+                f"{self.rejected} trace rows of spool segment {self.segment} do not fit the trace "
+                f"schema; kept in {self.rejected_file}"
+            )
+        if self.unreadable:
+            kinds = ", ".join(
+                f"{sum(1 for s in self.unreadable if s.reason == r)} {r}"
+                for r in ("torn", "corrupt", "oversized")
+                if any(s.reason == r for s in self.unreadable)
+            )
+            where = self.unreadable_files[0].parent if self.unreadable_files else REJECTED_DIR
+            out.append(
+                f"spool segment {self.segment} has {len(self.unreadable)} unreadable record span(s) "
+                f"({kinds}; {self.torn_bytes:,} bytes) that cannot be converted; their bytes are kept in "
+                f"{where} as {self.unreadable_files[0].name if len(self.unreadable_files) == 1 else '*.bin'}"
+            )
+        return out
 
 
-class _DateFile:
+class DateFile:
     """One output file being written: a temp file, row groups buffered up to a sensible size."""
 
     def __init__(self, dest: Path) -> None:
@@ -227,8 +294,8 @@ def convert_segment(traces_dir: Path, segment: Path, instance: str) -> Converted
     traces_dir = Path(traces_dir)
     reader = spool.SegmentReader(segment, CHUNK_BYTES)
     seg_id = spool.segment_id(segment)
-    result = Converted()
-    files: dict[str, _DateFile] = {}
+    result = Converted(segment=segment.name)
+    files: dict[str, DateFile] = {}
     rejected: list[Rejected] = []
     try:
         for chunk in reader:
@@ -239,9 +306,10 @@ def convert_segment(traces_dir: Path, segment: Path, instance: str) -> Converted
                 continue
             for day, part in _by_date(table):
                 if day not in files:
-                    files[day] = _DateFile(traces_dir / f"date={day}" / part_name(instance, seg_id))
+                    files[day] = DateFile(traces_dir / f"date={day}" / part_name(instance, seg_id))
                 files[day].add(part)
         result.torn_bytes = reader.torn_bytes
+        result.unreadable = list(reader.bad)
         for out in files.values():
             out.finish()
     except BaseException:
@@ -256,12 +324,15 @@ def convert_segment(traces_dir: Path, segment: Path, instance: str) -> Converted
     if rejected:
         result.rejected = len(rejected)
         result.rejected_file = _keep_rejected(traces_dir, instance, seg_id, rejected)
+    if result.unreadable:
+        result.unreadable_files = _keep_unreadable(traces_dir, instance, seg_id, segment, result.unreadable)
     segment.unlink()
     spool.fsync_dir(segment.parent)
     return result
 
 
 def _keep_rejected(traces_dir: Path, instance: str, seg_id: str, rejected: list[Rejected]) -> Path:
+    """``_rejected/<instance>-<segment>.jsonl``: one ``{"error", "row"}`` line per row; durable."""
     directory = traces_dir / REJECTED_DIR
     directory.mkdir(exist_ok=True)
     dest = directory / f"{instance}-{seg_id}.jsonl"
@@ -277,235 +348,41 @@ def _keep_rejected(traces_dir: Path, instance: str, seg_id: str, rejected: list[
     return dest
 
 
-# ------------------------------------------------------------------------------ recovery
+def unreadable_name(instance: str, seg_id: str, span: spool.BadSpan) -> str:
+    return f"{instance}-{seg_id}-at{span.offset}-{span.reason}.bin"
 
 
-@dataclass
-class Recovered:
-    rows: int = 0
-    segments: int = 0
-    torn_bytes: int = 0
-    rejected: int = 0
-    instances: list[str] = field(default_factory=list)
+def _keep_unreadable(
+    traces_dir: Path, instance: str, seg_id: str, segment: Path, spans: list[spool.BadSpan]
+) -> list[Path]:
+    """Copy each span's bytes, exactly as in the segment, to ``_rejected/``; durable before return.
 
-
-def recover_dir(traces_dir: Path, directory: Path, result: Recovered) -> None:
-    """Convert every segment left in a spool directory whose lock the caller holds."""
-    for segment in spool.list_segments(directory):
-        fsync_file(segment)  # what we convert must be what is on disk, should we crash again
-        done = convert_segment(traces_dir, segment, directory.name)
-        result.rows += done.rows
-        result.segments += 1
-        result.torn_bytes += done.torn_bytes
-        result.rejected += done.rejected
-    for tmp in Path(traces_dir).glob(f"date=*/.part-{directory.name}-*.parquet.tmp"):
-        tmp.unlink(missing_ok=True)  # a conversion that crashed half way
-
-
-def recover_all(traces_dir: Path, skip: str | None = None) -> Recovered:
-    """Convert the spools of gateways that are no longer running (their lock is free)."""
-    traces_dir = Path(traces_dir)
-    result = Recovered()
-    root = spool.spool_root(traces_dir)
-    directories = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for directory in directories:
-        if directory.name == skip:
-            continue
-        lock = spool.try_lock(directory)
-        if lock is None:
-            continue  # a live gateway owns it
-        try:
-            recover_dir(traces_dir, directory, result)
-            result.instances.append(directory.name)
-            spool.remove_dir(directory)
-        finally:
-            os.close(lock)
-    try:
-        lock = _compact_lock(traces_dir, blocking=False)
-    except OSError:
-        lock = None  # e.g. a read-only traces directory: nothing to finish there anyway
-    if lock is not None:
-        try:
-            finish_compactions(traces_dir)
-        finally:
-            os.close(lock)
-    return result
-
-
-# ------------------------------------------------------------------------------ compaction
-
-
-class CompactionBusy(Exception):
-    """Another process is compacting this traces directory."""
-
-
-@dataclass
-class Merge:
-    partition: str  # e.g. "date=2026-01-05"
-    inputs: list[str]
-    output: str
-    rows: int
-
-
-@dataclass
-class CompactResult:
-    merges: list[Merge] = field(default_factory=list)
-    finished: int = 0  # interrupted compactions completed or rolled back first
-
-    @property
-    def partitions(self) -> int:
-        return len({m.partition for m in self.merges})
-
-    @property
-    def files_in(self) -> int:
-        return sum(len(m.inputs) for m in self.merges)
-
-    @property
-    def files_out(self) -> int:
-        return len(self.merges)
-
-    @property
-    def rows(self) -> int:
-        return sum(m.rows for m in self.merges)
-
-
-def _compact_lock(traces_dir: Path, *, blocking: bool) -> int | None:
-    fd = os.open(Path(traces_dir) / COMPACT_LOCK, os.O_RDONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _write_manifest(path: Path, doc: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    spool.fsync_dir(path.parent)
-
-
-def finish_compactions(traces_dir: Path) -> int:
-    """Complete (output in place) or roll back (output absent) compactions a crash interrupted.
-
-    The caller holds the compaction lock. Returns how many manifests were handled.
+    Copied block by block (a span may be larger than memory should hold). The names are a function
+    of the segment and the offset, so converting the segment again after a crash overwrites them.
     """
-    handled = 0
-    for stale in Path(traces_dir).glob("date=*/.compact-*.json.tmp"):
-        stale.unlink(missing_ok=True)  # crashed while writing the manifest: nothing else happened
-    for manifest in sorted(Path(traces_dir).glob("date=*/.compact-*.json")):
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-        part = manifest.parent
-        if (part / doc["output"]).exists():
-            for name in doc["inputs"]:
-                (part / name).unlink(missing_ok=True)
-        else:
-            (part / f".{doc['output']}.tmp").unlink(missing_ok=True)
-        spool.fsync_dir(part)
-        manifest.unlink()
-        spool.fsync_dir(part)
-        handled += 1
-    return handled
-
-
-def _in_spool(traces_dir: Path, part: Path) -> bool:
-    owner = _segment_of(part)
-    if owner is None:
-        return False
-    instance, seg_id = owner
-    return (spool.spool_root(traces_dir) / instance / f"seg-{seg_id}.log").exists()
-
-
-def compact(traces_dir: Path, date: str | None = None, target_rows: int = 1_000_000) -> CompactResult:
-    """Merge each date partition's small files into files of up to ``target_rows`` rows.
-
-    Raises ``CompactionBusy`` if another process is compacting the same directory.
-    """
-    traces_dir = Path(traces_dir)
-    if date is not None:
-        Date.fromisoformat(date)  # ValueError for a malformed date
-    lock = _compact_lock(traces_dir, blocking=False)
-    if lock is None:
-        raise CompactionBusy(f"another compaction of {traces_dir} is running")
-    try:
-        result = CompactResult(finished=finish_compactions(traces_dir))
-        partitions = [traces_dir / f"date={date}"] if date else sorted(traces_dir.glob("date=*"))
-        for part in partitions:
-            if not part.is_dir():
-                continue
-            batch: list[tuple[Path, int]] = []
-            for path in sorted(part.glob("*.parquet")):
-                rows = pq.ParquetFile(path).metadata.num_rows
-                if rows >= target_rows or _in_spool(traces_dir, path):
-                    continue  # already big, or its segment may still be converted again
-                if batch and sum(n for _, n in batch) + rows > target_rows:
-                    _merge_if_worth_it(part, batch, result)
-                    batch = []
-                batch.append((path, rows))
-            _merge_if_worth_it(part, batch, result)
-        return result
-    finally:
-        os.close(lock)
-
-
-def _merge_if_worth_it(part: Path, batch: list[tuple[Path, int]], result: CompactResult) -> None:
-    if len(batch) < 2:
-        return
-    token = uuid.uuid4().hex[:12]
-    output = f"compact-{token}.parquet"
-    inputs = [p.name for p, _ in batch]
-    _write_manifest(part / f".compact-{token}.json", {"output": output, "inputs": inputs})
-    out = _DateFile(part / output)
-    rows = 0
-    try:
-        for path, _ in batch:
-            pf = pq.ParquetFile(path)
-            for i in range(pf.num_row_groups):
-                table = schema.conform(pf.read_row_group(i))
-                rows += table.num_rows
-                out.add(table)
-        out.finish()
-    except BaseException:
-        out.discard()
-        (part / f".compact-{token}.json").unlink(missing_ok=True)
-        raise
-    os.replace(out.tmp, out.dest)
-    spool.fsync_dir(part)
-    for path, _ in batch:
-        path.unlink()
-    spool.fsync_dir(part)
-    (part / f".compact-{token}.json").unlink()
-    spool.fsync_dir(part)
-    result.merges.append(Merge(part.name, inputs, output, rows))
-
-
-# ------------------------------------------------------------------------------ stats
-
-
-@dataclass
-class PartitionStats:
-    partition: str
-    files: int
-    rows: int
-    bytes: int
-
-
-def partition_stats(traces_dir: Path) -> list[PartitionStats]:
-    """Files, rows and bytes of each date partition (files that vanish meanwhile are left out)."""
+    directory = traces_dir / REJECTED_DIR
+    directory.mkdir(exist_ok=True)
     out = []
-    for part in sorted(p for p in Path(traces_dir).glob("date=*") if p.is_dir()):
-        stats = PartitionStats(part.name, 0, 0, 0)
-        for f in sorted(part.glob("*.parquet")):
+    src = os.open(segment, os.O_RDONLY)
+    try:
+        for span in spans:
+            dest = directory / unreadable_name(instance, seg_id, span)
+            tmp = directory / f".{dest.name}.tmp"
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                rows, size = pq.ParquetFile(f).metadata.num_rows, f.stat().st_size
-            except FileNotFoundError:  # compacted meanwhile
-                continue
-            stats.files += 1
-            stats.rows += rows
-            stats.bytes += size
-        out.append(stats)
+                done = 0
+                while done < span.length:
+                    block = spool.pread_exact(src, min(CHUNK_BYTES, span.length - done), span.offset + done)
+                    if not block:
+                        break
+                    spool.write_all(dst, block)
+                    done += len(block)
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+            os.replace(tmp, dest)
+            out.append(dest)
+    finally:
+        os.close(src)
+    spool.fsync_dir(directory)
     return out

@@ -15,10 +15,17 @@ threads do the rest:
 spool. If the spool cannot be written, ``write`` raises ``SinkError``, ``healthy`` turns false
 and ``on_error`` hears about it once; while no writes arrive the sync thread probes the disk
 every second, so a fail-closed gateway (which stops writing) still sees the disk come back.
+
+Nothing is dropped silently: a row over ``spool.MAX_RECORD_BYTES`` is refused by ``write`` with a
+``SinkError`` (and ``on_error`` hears of it; the sink stays healthy), and every record conversion or
+recovery keeps aside in ``_rejected/`` is reported through ``on_error`` (or, without a callback,
+the ``codexgate.sink`` logger), counts and paths only, never row contents. ``close`` reports nothing
+(mitmproxy's logging is shut down by then); ``codexgate traces stats`` shows ``_rejected/``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -27,10 +34,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from codexgate.sink import convert as parquet_flush, spool
-from codexgate.sink.convert import CompactionBusy, CompactResult, compact
+from codexgate.sink import convert, spool
+from codexgate.sink import recover as recovery
 
-__all__ = ["CompactResult", "CompactionBusy", "SinkError", "TraceSink", "compact", "recover"]
+__all__ = ["SinkError", "TraceSink", "recover"]
+
+log = logging.getLogger("codexgate.sink")
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9_]+")
 _TICK_S = 0.05
@@ -45,7 +54,7 @@ class SinkError(Exception):
 
 def recover(traces_dir: Path) -> int:
     """Convert the orphaned spools of dead gateways to Parquet; returns the rows recovered."""
-    return parquet_flush.recover_all(Path(traces_dir)).rows
+    return recovery.recover_all(Path(traces_dir)).rows
 
 
 class TraceSink:
@@ -150,8 +159,17 @@ class TraceSink:
 
     # ---------------------------------------------------------------- event loop side
     def write(self, row: Mapping[str, Any]) -> None:
-        """Append a row to the spool. Bad rows raise ``KeyError``/``ValueError``/``TypeError``."""
-        record = spool.encode(row)
+        """Append a row to the spool. Bad rows raise ``KeyError``/``ValueError``/``TypeError``.
+
+        A row too big for one spool record raises ``SinkError`` (reported through ``on_error``);
+        it is refused whole, never truncated, and the sink stays healthy.
+        """
+        try:
+            record = spool.encode(row)
+        except spool.RecordTooLarge as exc:
+            message = f"trace not recorded: {exc}"
+            self._report(message)
+            raise SinkError(message) from None
         self._last_write_attempt = time.monotonic()
         try:
             if not self._running:
@@ -193,7 +211,7 @@ class TraceSink:
         problem = ""
         for segment in todo:
             try:
-                done = parquet_flush.convert_segment(self.traces_dir, segment, self.instance_id)
+                done = convert.convert_segment(self.traces_dir, segment, self.instance_id)
             except OSError as exc:
                 failed.append(segment)
                 problem = str(exc.strerror or exc)
@@ -202,11 +220,8 @@ class TraceSink:
                 failed.append(segment)
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
-            if done.rejected:
-                self._report(
-                    f"{done.rejected} trace rows of spool segment {segment.name} do not fit the "
-                    f"trace schema; kept in {done.rejected_file}"
-                )
+            for problem_line in done.problems():
+                self._report(problem_line)
         with self._pending_lock:
             self._pending = failed + [p for p in self._pending if p not in todo]
         if failed:
@@ -222,10 +237,15 @@ class TraceSink:
     def _recover(self) -> None:
         """Convert this instance's leftover segments and those of dead gateways."""
         try:
-            result = parquet_flush.Recovered()
-            parquet_flush.recover_dir(self.traces_dir, self._spool.dir, result)
+            result = recovery.Recovered()
+            recovery.recover_dir(self.traces_dir, self._spool.dir, result)
             self.recovered_rows += result.rows
-            self.recovered_rows += parquet_flush.recover_all(self.traces_dir, skip=self.instance_id).rows
+            for line in result.problems:
+                self._report(line)
+            others = recovery.recover_all(self.traces_dir, skip=self.instance_id)
+            self.recovered_rows += others.rows
+            for line in others.problems:
+                self._report(line)
             self._recovery_due = False
         except OSError as exc:
             self._recovery_due = True
@@ -290,11 +310,16 @@ class TraceSink:
 
     # ---------------------------------------------------------------- health
     def _report(self, message: str) -> None:
-        if self.on_error is not None and not self._quiet:
-            try:
-                self.on_error(message)
-            except Exception:  # noqa: BLE001 - a broken callback must not break tracing
-                pass
+        """Tell ``on_error`` (else the ``codexgate.sink`` logger); silent once ``close`` began."""
+        if self._quiet:
+            return
+        if self.on_error is None:
+            log.warning("%s", message)
+            return
+        try:
+            self.on_error(message)
+        except Exception:  # noqa: BLE001 - a broken callback must not break tracing
+            pass
 
     def _set_error(self, message: str) -> None:
         with self._state:

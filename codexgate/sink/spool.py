@@ -8,8 +8,15 @@ A segment is a sequence of records ``<u32 length><u32 crc32><payload>``; the pay
 as UTF-8 JSON, timestamps as integer microseconds since the epoch (UTC). Appends are single
 ``os.write`` calls into the kernel's page cache (they survive the process being killed); the
 sink's thread fsyncs. A torn last record (a crash, or a full disk, in the middle of a write)
-fails its length or CRC check and is skipped, never half-parsed. ``<run>`` is random per
-process, so an instance id reused across restarts never reuses a segment name.
+fails its length or CRC check and is never half-parsed; the reader reports its bytes (and any
+other unreadable span: a corrupt record in the middle, a record over ``MAX_RECORD_BYTES``) so the
+converter keeps them in ``TRACES/_rejected/`` and says so, then resumes at the next intact record.
+``<run>`` is random per process, so an instance id reused across restarts never reuses a segment
+name.
+
+Invariants: ``encode`` never produces a record whose payload exceeds ``MAX_RECORD_BYTES`` (it
+raises ``RecordTooLarge``); every byte of a segment is either in an intact record the reader yields
+or in exactly one ``BadSpan`` it reports.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,11 @@ SPOOL_DIR = "_spool"
 LOCK_NAME = ".lock"
 PROBE_NAME = ".probe"
 HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+# Hard cap on one record's payload. The gateway caps a row's bodies long before this; a bigger record
+# is refused by ``encode`` (never truncated), and one found in a segment (written by an older version,
+# or a corrupt length field) is kept aside, not converted.
+MAX_RECORD_BYTES = 64 << 20
+_PAYLOAD_START = b'{"'  # every payload is a JSON object with at least the required columns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -72,6 +85,10 @@ class SpoolClosed(Exception):
     """The spool was released; nothing more can be appended."""
 
 
+class RecordTooLarge(ValueError):
+    """A row whose encoded payload is over ``MAX_RECORD_BYTES``: refused, never truncated."""
+
+
 # ------------------------------------------------------------------------------------ encoding
 
 
@@ -87,7 +104,11 @@ _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",
 
 
 def encode(row: Mapping[str, Any]) -> bytes:
-    """One framed record for ``row``. Raises ``KeyError``/``ValueError``/``TypeError`` for a bad row."""
+    """One framed record for ``row``.
+
+    Raises ``KeyError``/``ValueError``/``TypeError`` for a bad row, ``RecordTooLarge`` (a
+    ``ValueError``) for one whose payload would exceed ``MAX_RECORD_BYTES``.
+    """
     if not isinstance(row, dict):
         row = dict(row)
     unknown = row.keys() - _COLUMNS
@@ -101,6 +122,12 @@ def encode(row: Mapping[str, Any]) -> bytes:
         payload = text.encode()
     except UnicodeEncodeError:  # a lone surrogate (e.g. from a bad \\ud800 escape in a client body)
         payload = text.encode("utf-8", "replace")
+    if len(payload) > MAX_RECORD_BYTES:
+        trace_id = str(row.get("trace_id"))[:64]
+        raise RecordTooLarge(
+            f"trace row {trace_id!r} is {len(payload):,} bytes encoded, over the spool's limit of "
+            f"{MAX_RECORD_BYTES:,} bytes per row"
+        )
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -141,56 +168,168 @@ def decode(payload: bytes | memoryview) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ reading
 
 
+@dataclass(frozen=True)
+class BadSpan:
+    """Bytes of a segment that are not an intact record the converter may read.
+
+    ``reason``: ``torn`` (the file ends inside a record: a write cut short), ``corrupt`` (a length
+    or CRC check fails and an intact record follows), ``oversized`` (an intact record whose payload
+    is over ``MAX_RECORD_BYTES``).
+    """
+
+    offset: int
+    length: int
+    reason: str
+
+
+def pread_exact(fd: int, length: int, offset: int) -> bytearray:
+    """``length`` bytes at ``offset`` (fewer only at the end of the file).
+
+    ``os.pread`` returns at most ~2 GiB per call (and may return less at any time); this loops, so a
+    short read is never mistaken for the end of the data.
+    """
+    buf = bytearray(length)
+    view = memoryview(buf)
+    got = 0
+    while got < length:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    view.release()
+    if got < length:
+        del buf[got:]
+    return buf
+
+
 class SegmentReader:
     """A segment's intact records, in batches of about ``batch_bytes``, read block by block.
 
-    Reading in blocks (``os.pread``) keeps memory bounded and, as important, never makes Python
-    free one huge buffer: releasing a 200 MB ``bytes`` takes ~15 ms with the GIL held, which
-    would stall the event loop. Iteration stops at the first torn or corrupt record;
-    ``torn_bytes`` then says how many bytes after the last good record were skipped.
+    Reading in blocks keeps memory bounded and, as important, never makes Python free one huge
+    buffer: releasing a 200 MB ``bytes`` takes ~15 ms with the GIL held, which would stall the
+    event loop. Bytes that are not an intact record (torn, corrupt, oversized) are never yielded:
+    each run of them becomes one ``BadSpan`` in ``bad`` and reading resumes at the next intact
+    record (a header whose length fits the file and the cap, a JSON object payload, a matching
+    CRC). ``torn_bytes`` is the total length of those spans. Both are complete once iteration ends.
     """
 
-    def __init__(self, path: Path, batch_bytes: int = 4 << 20) -> None:
+    def __init__(self, path: Path, batch_bytes: int = 4 << 20, max_record: int = MAX_RECORD_BYTES) -> None:
         self.path = path
         self.batch_bytes = batch_bytes
+        self.max_record = max_record
+        self.bad: list[BadSpan] = []
         self.torn_bytes = 0
 
     def __iter__(self) -> Iterator[list[memoryview]]:
+        self.bad, self.torn_bytes = [], 0
         fd = os.open(self.path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            offset = 0
-            while offset < size:
-                payloads, used, intact = self._parse(fd, offset, size)
+            pos = 0
+            while pos < size:
+                block = memoryview(pread_exact(fd, min(self.batch_bytes, size - pos), pos))
+                payloads, used = self._parse(block, pos, size)
                 if payloads:
                     yield payloads
-                offset += used
-                if not intact:
-                    break
-            self.torn_bytes = size - offset
+                pos += used
+                if used or pos >= size:
+                    continue
+                # the record at pos does not fit in a block, or is not intact
+                length = HEADER.unpack_from(block, 0)[0] if len(block) >= HEADER.size else -1
+                if 0 <= length <= self.max_record and pos + HEADER.size + length <= size:
+                    whole = memoryview(pread_exact(fd, HEADER.size + length, pos))
+                    if self._intact(whole, 0):
+                        yield [whole[HEADER.size :]]
+                        pos += len(whole)
+                        continue
+                pos = self._skip_bad(fd, pos, size)
         finally:
             os.close(fd)
+        self.torn_bytes = sum(span.length for span in self.bad)
 
-    def _parse(self, fd: int, offset: int, size: int) -> tuple[list[memoryview], int, bool]:
-        """Records from ``offset``: (payloads, bytes they span, whether the data is intact so far)."""
-        view = memoryview(os.pread(fd, self.batch_bytes, offset))
+    def _intact(self, view: memoryview, pos: int) -> bool:
+        """Whether ``view[pos:]`` starts with a whole record that passes every check."""
+        if pos + HEADER.size > len(view):
+            return False
+        length, crc = HEADER.unpack_from(view, pos)
+        start = pos + HEADER.size
+        if length > self.max_record or start + length > len(view):
+            return False
+        payload = view[start : start + length]
+        return payload[:2] == _PAYLOAD_START and zlib.crc32(payload) == crc
+
+    def _parse(self, view: memoryview, offset: int, size: int) -> tuple[list[memoryview], int]:
+        """Intact records from the start of ``view`` (file offset ``offset``): (payloads, bytes used).
+
+        Stops before a record that continues past the block or that is not intact.
+        """
         payloads: list[memoryview] = []
         pos = 0
         while pos + HEADER.size <= len(view):
-            length, crc = HEADER.unpack_from(view, pos)
-            start = pos + HEADER.size
-            if offset + start + length > size:
-                return payloads, pos, False  # torn: the file ends inside this record
-            if start + length > len(view):
-                if pos:
-                    return payloads, pos, True  # continues in the next block
-                view = memoryview(os.pread(fd, HEADER.size + length, offset))  # one record > a block
-            payload = view[start : start + length]
-            if zlib.crc32(payload) != crc:
-                return payloads, pos, False
-            payloads.append(payload)
-            pos = start + length
-        return payloads, pos, offset + pos + HEADER.size <= size or offset + pos == size
+            length = HEADER.unpack_from(view, pos)[0]
+            end = pos + HEADER.size + length
+            if end > len(view) or not self._intact(view, pos):
+                break
+            payloads.append(view[pos + HEADER.size : end])
+            pos = end
+        return payloads, pos
+
+    def _skip_bad(self, fd: int, pos: int, size: int) -> int:
+        """Record the unreadable bytes starting at ``pos``; the offset of the next intact record."""
+        head = bytes(pread_exact(fd, HEADER.size, pos))
+        if len(head) == HEADER.size:
+            length, crc = HEADER.unpack(head)
+            end = pos + HEADER.size + length
+            if (
+                length > self.max_record
+                and end <= size
+                and self._crc_of(fd, pos + HEADER.size, length) == crc
+            ):
+                self.bad.append(BadSpan(pos, end - pos, "oversized"))
+                return end
+        found = self._next_intact(fd, pos + 1, size)
+        if found is None:
+            self.bad.append(BadSpan(pos, size - pos, "torn"))
+            return size
+        self.bad.append(BadSpan(pos, found - pos, "corrupt"))
+        return found
+
+    def _crc_of(self, fd: int, offset: int, length: int) -> int:
+        crc = 0
+        done = 0
+        while done < length:
+            chunk = pread_exact(fd, min(self.batch_bytes, length - done), offset + done)
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            done += len(chunk)
+        return crc
+
+    def _next_intact(self, fd: int, start: int, size: int) -> int | None:
+        """The offset of the first intact record at or after ``start``, or None."""
+        window = max(self.batch_bytes, 1 << 16)
+        pos = start
+        while pos + HEADER.size < size:
+            data = pread_exact(fd, min(window, size - pos), pos)
+            block = memoryview(data)
+            i = HEADER.size
+            while True:
+                i = data.find(_PAYLOAD_START, i)
+                if i < 0:
+                    break
+                candidate = pos + i - HEADER.size
+                length = HEADER.unpack_from(block, i - HEADER.size)[0]
+                if length <= self.max_record and candidate + HEADER.size + length <= size:
+                    if i + length <= len(block):
+                        if self._intact(block, i - HEADER.size):
+                            return candidate
+                    elif self._intact(memoryview(pread_exact(fd, HEADER.size + length, candidate)), 0):
+                        return candidate
+                i += 1
+            if pos + len(block) >= size:
+                return None
+            pos += len(block) - HEADER.size - 1  # overlap: a header may straddle the two windows
+        return None
 
 
 def read_segment(path: Path) -> list[memoryview]:
@@ -278,7 +417,7 @@ def remove_dir(directory: Path) -> None:
 # ------------------------------------------------------------------------------------ writing
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -357,7 +496,7 @@ class Spool:
             fd = self._fd
             assert fd is not None
             try:
-                _write_all(fd, record)
+                write_all(fd, record)
             except OSError:
                 self._undo_locked(fd)
                 raise
@@ -465,7 +604,7 @@ class Spool:
         path = self.dir / PROBE_NAME
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, b"\0" * 16384)
+            write_all(fd, b"\0" * 16384)
         finally:
             os.close(fd)
             try:
