@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from addons.api_shape import ApiShape
+from addons.api_shape import ApiShape, classify
 from addons.codex_session import CodexContext, InputDelta
 
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ class Refusal:
 
 @dataclass
 class FlowState:
+    """Per-call state. Invariant for forwarding (checked by ``cleared_for``): no refusal, no
+    internal error, an authenticated identity, and an ``allow`` decision from every policy
+    the pipeline requires."""
+
     shape: ApiShape
     mode: str  # reverse | forward
     trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -44,6 +48,7 @@ class FlowState:
     body_text: str | None = None
     client_path: str | None = None  # path as the client sent it (before routing rewrites it)
     request_model: str | None = None
+    also_served_models: list[str] = field(default_factory=list)  # e.g. an Azure body's model
     stream_requested: bool = False
     identity: GatewayKey | None = None
     privacy_mode: str = "full"  # what of this call's content may be stored (see addons.privacy)
@@ -69,6 +74,38 @@ class FlowState:
     upstream_status: int | None = None
     response_headers: list[tuple[str, str]] | None = None
     traced: bool = False  # the trace row was handed to the sink (exactly once per flow)
+    # The gateway key the client presented, taken off the request in ``requestheaders`` so no
+    # later failure can forward it. Never stored, logged or traced (repr=False).
+    presented_key: str | None = field(default=None, repr=False)
+    gateway_error: str | None = None  # "Addon.hook: ExceptionType" when an addon failed
+    passthrough: bool = False  # an unknown endpoint forwarded without credentials (if configured)
+    body_truncated: bool = False  # the stored request body was cut to the trace cap
+    request_bytes: int = 0  # size of the (decoded) request body as the client sent it
+
+    @classmethod
+    def for_unparsed(cls, flow: http.HTTPFlow) -> FlowState:
+        """A state for a flow that failed before intake could open one (e.g. intake raised)."""
+        try:
+            shape = classify(flow.request.path, headers_anthropic="anthropic-version" in flow.request.headers)
+        except Exception:
+            shape = ApiShape("other", "openai", "other", "/")
+        return cls(shape=shape, mode="unknown")
+
+    def allow(self, policy: str, detail: str) -> None:
+        self.decide(policy, "allow", detail)
+
+    def cleared_for(self, required: tuple[str, ...]) -> str | None:
+        """None when the call may be forwarded, else why not (for the refusal message)."""
+        if self.refusal is not None:
+            return f"refused by {self.refusal.policy}"
+        if self.gateway_error is not None:
+            return "internal error"
+        if self.identity is None:
+            return "not authenticated"
+        allowed = {d["policy"] for d in self.decisions if d.get("decision") == "allow"}
+        denied = {d["policy"] for d in self.decisions if d.get("decision") == "deny"}
+        missing = [p for p in required if p not in allowed or p in denied]
+        return f"no decision from {', '.join(missing)}" if missing else None
 
     def decide(self, policy: str, decision: str, reason: str) -> None:
         self.decisions.append({"policy": policy, "decision": decision, "reason": reason})

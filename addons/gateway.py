@@ -1,8 +1,12 @@
 """codexgate: run with ``mitmdump -s addons/gateway.py --set codexgate_vault=... [mode options]``.
 
-The addons run in request order:
-  intake -> identity -> scope (policy) -> routing -> [upstream] -> tracing -> sink
-Each is one concern; they share per-flow state in ``flow.metadata["codexgate"]``.
+The addons run in request order, each one concern with the state it owns:
+  client limits -> intake -> identity -> scope (policy) -> routing (upstream step) -> tracing -> sink
+They share per-flow state in ``flow.metadata["codexgate"]``. Every hook is wrapped by
+``addons.failsafe.failsafe``; the upstream step forwards only a flow with an ``allow`` from
+every policy in ``REQUIRED_POLICIES``; a top-level ``Backstop`` refuses anything that reaches
+the end of the request hook uncleared. A new policy addon goes between scope and routing and
+adds its name to ``REQUIRED_POLICIES``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from addons.client_limits import ClientLimits  # noqa: E402
+from addons.failsafe import install_backstop  # noqa: E402
 from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
@@ -23,13 +29,25 @@ from addons.scope import Scope  # noqa: E402
 from addons.tracing import Tracing  # noqa: E402
 from addons.vault_watch import VaultHolder  # noqa: E402
 
+REQUIRED_POLICIES = ("identity", "scope")
+
 _vault = VaultHolder()
 _hosts = ProviderHosts(_vault)
 
+
+class Pipeline:
+    """Installs the top-level Backstop when mitmproxy loads the script."""
+
+    def load(self, loader) -> None:  # type: ignore[no-untyped-def]
+        install_backstop(_hosts.is_provider_host)
+
+
 addons = [
+    Pipeline(),
+    ClientLimits(),
     Intake(_hosts),
     Identity(_vault),
     Scope(_vault, _hosts),
-    Routing(_hosts),
+    Routing(_hosts, REQUIRED_POLICIES),
     Tracing(),
 ]

@@ -9,8 +9,6 @@ key is removed from the request and never stored.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import weakref
 from datetime import UTC, datetime
@@ -19,42 +17,15 @@ from pathlib import Path
 from mitmproxy import connection, ctx, exceptions, http
 
 from addons import privacy
+from addons.credentials import basic_or_bearer
 from addons.errors import error_response
+from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.vault_watch import VaultHolder
 from codexgate.core.vault import AuthError
 
 log = logging.getLogger("codexgate.identity")
-
-KEY_HEADERS = ("authorization", "x-api-key", "api-key")
-
-
-def _basic_credentials(value: str) -> str | None:
-    """The gateway key from ``Basic base64(user:password)``: the password, else the user."""
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "basic":
-        return token.strip() if scheme.lower() == "bearer" else None
-    try:
-        user, _, password = base64.b64decode(token.strip()).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return password or user or None
-
-
-def presented_key(req: http.Request) -> str | None:
-    for name in KEY_HEADERS:
-        value = req.headers.get(name)
-        if not value:
-            continue
-        if name == "authorization":
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            continue
-        return value.strip()
-    return None
-
 
 class Identity:
     def __init__(self, holder: VaultHolder) -> None:
@@ -98,23 +69,32 @@ class Identity:
     def done(self) -> None:
         self.holder.stop()
 
+    @failsafe
     def http_connect(self, flow: http.HTTPFlow) -> None:
         value = flow.request.headers.get("proxy-authorization")
         if value:
-            key = _basic_credentials(value)
+            key = basic_or_bearer(value)
             if key:
                 self._proxy_keys[flow.client_conn] = key
 
+    @failsafe
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or flow.response is not None:
             return
-        key = self._take_key(flow, state)
+        key = state.presented_key
+        state.presented_key = None  # compared once below, then forgotten
+        if key is None and state.mode == "forward":
+            key = self._proxy_keys.get(flow.client_conn)  # proxy credentials sent on the CONNECT
         vault = self.holder.vault
         if vault is None:
+            # the reason (paths, files) is in the gateway log; the client only learns it is down
             self._refuse(
-                flow, state, 503, "vault_unavailable", f"codexgate cannot serve requests: {self.holder.error}"
+                flow, state, 503, "vault_unavailable", "codexgate cannot serve requests right now (vault unavailable)."
             )
+            return
+        if key == "":
+            self._refuse(flow, state, 401, "invalid_api_key", "Invalid codexgate key.")
             return
         if not key:
             where = (
@@ -138,23 +118,6 @@ class Identity:
         merged = dict(state.tags)
         merged.update(entry.tags)  # the key's tags are governance: a request header cannot override them
         state.tags = merged
-
-    def _take_key(self, flow: http.HTTPFlow, state: FlowState) -> str | None:
-        """The gateway key of this request; strips it (and proxy credentials) from the request."""
-        req = flow.request
-        key: str | None = None
-        if state.mode == "forward":
-            proxy_auth = req.headers.get("proxy-authorization")
-            key = _basic_credentials(proxy_auth) if proxy_auth else self._proxy_keys.get(flow.client_conn)
-            if key is None:
-                bearer = presented_key(req)
-                key = bearer if bearer and bearer.startswith("cgk_") else None
-        else:
-            key = presented_key(req)
-        for name in (*KEY_HEADERS, "proxy-authorization"):
-            if name in req.headers:
-                del req.headers[name]
-        return key
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from addons.errors import error_response
+from addons.failsafe import CLEARED_KEY, failsafe
 from addons.flowstate import get_state
 from addons.provider_hosts import ProviderHosts
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
@@ -21,8 +23,14 @@ log = logging.getLogger("codexgate.routing")
 
 
 class Routing:
-    def __init__(self, hosts: ProviderHosts) -> None:
+    """The upstream step: the only place a provider credential is put on a request.
+
+    Invariant: it forwards a gateway flow only when ``FlowState.cleared_for(required)`` says
+    every required policy allowed it; any other flow is refused here (500, provider format)."""
+
+    def __init__(self, hosts: ProviderHosts, required: tuple[str, ...] = ("identity", "scope")) -> None:
         self.hosts = hosts
+        self.required = required
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -43,6 +51,7 @@ class Routing:
             )
 
     # ---------------------------------------------------------------- forward-proxy mode
+    @failsafe
     def http_connect(self, flow: http.HTTPFlow) -> None:
         host = flow.request.host
         if self.hosts.is_provider_host(host):
@@ -71,27 +80,38 @@ class Routing:
             )
 
     # ---------------------------------------------------------------- every call
+    @failsafe
     def request(self, flow: http.HTTPFlow) -> None:
+        flow.metadata.pop(CLEARED_KEY, None)
         state = get_state(flow)
-        if (
-            state is None
-            and flow.response is None
-            and not isinstance(flow.client_conn.proxy_mode, ReverseMode)
-        ):
+        if state is None and flow.response is None:
+            if isinstance(flow.client_conn.proxy_mode, ReverseMode) or flow.request.method == "CONNECT":
+                return  # reverse-mode flows always have state (failsafe makes one); CONNECTs pass
             if ctx.options.codexgate_unknown_hosts == "refuse":  # plain-HTTP proxy request to another host
                 flow.response = http.Response.make(
                     403,
                     f"codexgate: {flow.request.pretty_host} is not a model provider and this gateway refuses other traffic.\n",
                 )
             return
-        if state is None or flow.response is not None or state.provider is None:
+        if state is None or flow.response is not None:
+            return
+        problem = state.cleared_for(self.required)
+        if problem is None and state.provider is None:
+            problem = "no provider chosen"
+        if problem is not None:
+            log.error("codexgate: refusing a call that reached the upstream step uncleared (%s)", problem)
+            msg = "codexgate could not authorise this request (internal error); it was not forwarded."
+            state.refuse(500, "gateway_error", msg, "upstream")
+            flow.response = error_response(state.shape.family, 500, "gateway_error", msg)
             return
         provider = state.provider
+        assert provider is not None
         req = flow.request
         url = upstream_url(provider, state.shape, state.request_model, list(req.query.items(multi=True)))
         req.url = url
-        for name, value in credential_headers(provider).items():
-            req.headers[name] = value
+        if not state.passthrough:
+            for name, value in credential_headers(provider).items():
+                req.headers[name] = value
         if provider.kind == "anthropic" and "anthropic-version" not in req.headers:
             req.headers["anthropic-version"] = ANTHROPIC_VERSION
         state.upstream_sent_mono = time.monotonic()
@@ -106,3 +126,4 @@ class Routing:
                 "started_at": datetime.now(UTC),
             }
         )
+        flow.metadata[CLEARED_KEY] = True

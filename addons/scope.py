@@ -9,6 +9,7 @@ from mitmproxy import http
 
 from addons import route_table
 from addons.errors import error_response
+from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.provider_hosts import ProviderHosts
 from addons.vault_watch import VaultHolder
@@ -23,6 +24,7 @@ class Scope:
         self.holder = holder
         self.hosts = hosts
 
+    @failsafe
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or flow.response is not None or state.identity is None:
@@ -33,15 +35,20 @@ class Scope:
             return
         key = state.identity
         model = state.request_model
-        if model is not None and not allowed(model, key.models):
-            self._refuse(
-                flow,
-                state,
-                403,
-                "model_not_allowed",
-                f"Key {key.key_id} may not use model '{model}' (allowed: {', '.join(key.models)}).",
-            )
+        if model is None and state.shape.is_model_call and not state.passthrough:
+            # intake refuses these already; a model nobody could read is never in scope
+            self._refuse(flow, state, 400, "missing_model", "codexgate: the request names no 'model'.")
             return
+        for name in [model, *state.also_served_models] if model is not None else []:
+            if not allowed(name, key.models):
+                self._refuse(
+                    flow,
+                    state,
+                    403,
+                    "model_not_allowed",
+                    f"Key {key.key_id} may not use model '{name}' (allowed: {', '.join(key.models)}).",
+                )
+                return
         requested = flow.request.headers.get(route_table.ROUTE_HEADER)
         if requested is not None:
             del flow.request.headers[route_table.ROUTE_HEADER]

@@ -66,7 +66,9 @@ class StreamRelay:
             return
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/relay/{job}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress=False: the relay never reads the body mitmproxy sends it (the job holds
+        # the raw body), and aiohttp cannot decode every encoding a client may use (zstd).
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -12,6 +12,7 @@ from addons import privacy
 from addons.flowstate import FlowState
 from addons.reassembly import Reassembled
 from addons.redaction import headers_json
+from codexgate.core import schema
 from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION, price
 from codexgate.core.schema import SCHEMA_VERSION
 
@@ -24,9 +25,21 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() * 1000.0
 
 
-def privacy_mode(state: FlowState) -> str:
-    """The key's mode or its team's, whichever keeps less (set by the identity addon)."""
-    return state.privacy_mode
+MAX_STORED_CHARS = 4 * 1024 * 1024  # per stored text column; longer values are cut and flagged
+
+
+class _Capper:
+    """Cuts stored texts to ``limit`` characters and remembers that it did."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.cut = False
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is not None and len(text) > self.limit:
+            self.cut = True
+            return text[: self.limit]
+        return text
 
 
 def build_row(
@@ -43,10 +56,12 @@ def build_row(
     streaming: bool = False,
     response_bytes: int | None = None,
     instance: str | None = None,
+    max_stored_chars: int = MAX_STORED_CHARS,
 ) -> dict[str, Any]:
     key = state.identity
     provider = state.provider
-    mode = privacy_mode(state)
+    mode = state.privacy_mode
+    cap = _Capper(max_stored_chars)
     usage = result.usage if result else None
     cost = price(
         (result.response_model if result and result.response_model else None) or state.request_model,
@@ -56,6 +71,9 @@ def build_row(
     if state.refusal is not None:
         error_type = error_type or state.refusal.code
         error_message = error_message or state.refusal.message
+    if state.gateway_error is not None:
+        error_type = "gateway_error"
+        error_message = f"internal error in {state.gateway_error}"
     if result is not None and result.failed:
         error_type = error_type or result.error_type
         error_message = error_message or result.error_message
@@ -69,6 +87,8 @@ def build_row(
     elif tool_calls and mode == privacy.REDACTED:
         tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
     codex = state.codex
+    private = mode != privacy.FULL  # client-supplied metadata is scrubbed like bodies
+    tags = [{"key": k, "value": scrub(v) if private else v} for k, v in sorted(state.tags.items())] or None
     attempts = state.attempts or None
     providers_tried = [a["provider"] for a in state.attempts]
     return {
@@ -109,16 +129,16 @@ def build_row(
         "request_path": state.client_path or flow.request.path.split("?", 1)[0],
         "request_headers": headers_json(flow.request.headers.items(multi=True)),
         # redacted mode: done off-loop before the call; a refused call (rare) is scrubbed here
-        "request_body": (state.body_text if state.body_redacted else scrub(state.body_text))
+        "request_body": cap(state.body_text if state.body_redacted else scrub(state.body_text))
         if keep
         else None,
-        "request_bytes": len(state.body_text.encode()) if state.body_text else 0,
+        "request_bytes": state.request_bytes or (len(state.body_text.encode()) if state.body_text else 0),
         "response_headers": headers_json(state.response_headers)
         if state.response_headers is not None
         else None,
-        "response_body": scrub(response_body) if keep else None,
-        "response_text": scrub(result.text) if (keep and result) else None,
-        "response_reasoning": scrub(result.reasoning) if (keep and result) else None,
+        "response_body": cap(scrub(response_body)) if keep else None,
+        "response_text": cap(scrub(result.text)) if (keep and result) else None,
+        "response_reasoning": cap(scrub(result.reasoning)) if (keep and result) else None,
         "tool_calls": tool_calls,
         "sse_event_count": result.event_count if (result and streaming) else None,
         "response_bytes": response_bytes,
@@ -140,7 +160,7 @@ def build_row(
         "policy_decisions": state.decisions or None,
         "guardrail_findings": state.guardrail_findings or None,
         "guardrail_blocked": any(f.get("action") == "blocked" for f in state.guardrail_findings),
-        "tags": [{"key": k, "value": v} for k, v in sorted(state.tags.items())] or None,
+        "tags": tags,
         "privacy_mode": mode,
         "session_id": codex.session_id,
         "thread_id": codex.thread_id,
@@ -152,12 +172,52 @@ def build_row(
         "originator": codex.originator,
         "user_agent": codex.user_agent,
         "subagent": codex.subagent,
-        "codex_turn_metadata": codex.turn_metadata,
+        "codex_turn_metadata": cap(scrub(codex.turn_metadata) if private else codex.turn_metadata),
         "call_index": state.delta.call_index if state.delta else None,
         "input_item_count": state.delta.item_count if state.delta else None,
         "new_input_start": state.delta.new_start if state.delta else None,
-        "new_input_items": (state.new_items_json or scrub(json.dumps(state.new_items)))
+        "new_input_items": cap(state.new_items_json or scrub(json.dumps(state.new_items)))
         if (keep and state.new_items is not None)
         else None,
         "instructions_hash": state.instructions_hash,
-    }
+    } | {"body_truncated": cap.cut}
+
+
+def minimal_row(
+    state: FlowState, end: datetime, instance: str | None, error: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The row of a call whose full row could not be built: identity, outcome and timing only,
+    every other column at its default. Holds no body and no header."""
+    key = state.identity
+    row = {name: None for name in schema.SCHEMA.names}
+    row.update(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "trace_id": state.trace_id,
+            "gateway_instance": instance,
+            "start_time": state.started_at,
+            "end_time": end,
+            "duration_ms": _ms(state.started_at, end) or 0.0,
+            "status_code": fields.get("status_code"),
+            "outcome": "gateway_error",
+            "streaming": bool(fields.get("streaming", False)),
+            "client_aborted": bool(fields.get("client_aborted", False)),
+            "error_type": "gateway_error",
+            "error_message": error,
+            "refusal_reason": state.refusal.code if state.refusal else None,
+            "org": key.org if key else None,
+            "team": key.team if key else None,
+            "project": key.project if key else None,
+            "developer": key.developer if key else None,
+            "key_id": key.key_id if key else None,
+            "mode": state.mode,
+            "openai_api_type": state.shape.api,
+            "usage_complete": False,
+            "cost_known": False,
+            "attempt_count": len(state.attempts),
+            "fallback_used": False,
+            "guardrail_blocked": False,
+            "privacy_mode": state.privacy_mode,
+        }
+    )
+    return row

@@ -26,12 +26,13 @@ from mitmproxy import ctx, exceptions, http
 
 from addons import privacy
 from addons.errors import error_body, error_response
+from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
 from addons.stream_relay import RelayJob, StreamRelay
 from addons.stream_tap import BodyCollector, StreamTap
-from addons.trace_row import build_row
+from addons.trace_row import build_row, minimal_row
 from codexgate.sink import SinkError, TraceSink
 
 log = logging.getLogger("codexgate.tracing")
@@ -101,6 +102,7 @@ class Tracing:
         log.error("codexgate: TRACES ARE NOT BEING WRITTEN: %s", message)
 
     # ---------------------------------------------------------------- mitmproxy hooks
+    @failsafe
     async def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or flow.response is not None or self.sink is None:
@@ -118,14 +120,13 @@ class Tracing:
                 state.new_items_json = await asyncio.to_thread(
                     lambda: privacy.redact(json.dumps(state.new_items))
                 )
-        if (
-            state.provider is not None
-            and state.stream_requested
-            and self.relay.running
-            and self.drain_seconds > 0
-        ):
+        if state.provider is not None and self.relay.running and self.drain_seconds > 0:
+            # Every forwarded call goes through the relay: streams keep their usage when the
+            # client leaves, and an unreachable or broken upstream is answered in the
+            # provider's format (mitmproxy's own 502 page is HTML).
             self._send_through_relay(flow, state)
 
+    @failsafe
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or state.refusal is not None or flow.response is None:
@@ -140,6 +141,7 @@ class Tracing:
             state.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
             flow.response.stream = state.tap
 
+    @failsafe
     def response(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
         if state is None or state.traced or state.relayed:
@@ -152,16 +154,23 @@ class Tracing:
         if state.refusal is not None:
             state.upstream_status = resp.status_code
             state.response_headers = list(resp.headers.items(multi=True))
-            self._write(flow, state, None, outcome="refused", status_code=resp.status_code)
+            outcome = "gateway_error" if state.gateway_error or state.refusal.code == "gateway_error" else "refused"
+            self._write(flow, state, None, outcome=outcome, status_code=resp.status_code)
             return
         self._finish_json(flow, state, resp.get_content(strict=False) or b"", resp.status_code)
 
+    @failsafe
     def error(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.traced or state.relayed:
+        if state is None or state.traced:
             return
         msg = flow.error.msg if flow.error else "unknown error"
         client_gone = any(s in msg.lower() for s in _CLIENT_GONE)
+        if state.relayed:
+            # the relay writes the row; it only learns of a client that left during a stall here
+            if client_gone:
+                state.client_gone = True
+            return
         if state.tap is not None:
             self._finish_stream(flow, state, msg, client_gone=client_gone)
             return
@@ -319,7 +328,12 @@ class Tracing:
         state.traced = True
         if self.sink is None:
             return
-        row = build_row(flow, state, result, end=datetime.now(UTC), instance=self.sink.instance_id, **fields)  # type: ignore[arg-type]
+        end = datetime.now(UTC)
+        try:
+            row = build_row(flow, state, result, end=end, instance=self.sink.instance_id, **fields)  # type: ignore[arg-type]
+        except Exception as exc:  # a row must exist even when building it fails: keep the essentials
+            log.error("codexgate: could not build a full trace row (%s); writing a minimal one", type(exc).__name__)
+            row = minimal_row(state, end, self.sink.instance_id, f"trace_row: {type(exc).__name__}", fields)
         try:
             self.sink.write(row)
         except SinkError:

@@ -21,6 +21,7 @@ log = logging.getLogger("codexgate.core.vault")
 @dataclass(frozen=True)
 class _FileStamp:
     mtime_ns: int
+    ctime_ns: int  # an in-place edit that restores size and mtime still changes ctime
     size: int
     inode: int
 
@@ -30,7 +31,7 @@ def _stamp(path: Path) -> _FileStamp | None:
         st = os.stat(path)
     except OSError:
         return None
-    return _FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
+    return _FileStamp(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 class VaultHolder:

@@ -126,6 +126,12 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
         "Request body (decoded JSON text); null when privacy_mode=metrics_only",
     ),
     ("request_bytes", pa.int64(), True, "Decoded request body size"),
+    (
+        "body_truncated",
+        pa.bool_(),
+        True,
+        "A stored body or item list was cut to the trace size cap (sizes stay exact)",
+    ),
     # response
     ("response_headers", pa.string(), True, "JSON object of response headers, secrets removed"),
     ("response_body", pa.string(), True, "Final response JSON (reassembled from SSE for streams)"),

@@ -27,6 +27,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (held open together while chosen, so they cannot repeat)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +116,7 @@ def start_gateway(
     opts: dict[str, str] | None = None,
     name: str = "gw",
 ) -> Gateway:
-    port, proxy_port = free_port(), free_port()
+    port, proxy_port = free_ports(2)
     traces = traces or tmp / "traces"
     confdir = tmp / f"{name}-conf"
     confdir.mkdir(exist_ok=True)
