@@ -22,4 +22,13 @@ if [ "${1:-}" = "--test" ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
       || echo "warning: could not install chromium; the browser test will be skipped" >&2
   fi
+  # redis-server and haproxy for the multi-instance limits tests (started by the tests on loopback).
+  need=""
+  command -v redis-server >/dev/null || need="redis-server"
+  { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null || need="$need haproxy"
+  if [ -n "$need" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    # shellcheck disable=SC2086  # $need is a word list
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null) \
+      || echo "warning: could not install$need; the Redis/HAProxy limits tests will be skipped" >&2
+  fi
 fi
