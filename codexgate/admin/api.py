@@ -491,7 +491,12 @@ class AdminApi:
     def usage_view(self, p: Principal, vault: Vault, *, params: dict[str, str], **_: Any) -> Any:
         developer = params.get("developer") or (p.developer if p.role == "developer" else None)
         team = params.get("team")
-        p.require_usage(developer, team, f"read the usage of {developer or team or 'the org'}")
+        action = f"read the usage of {developer or team or 'the org'}"
+        p.require_usage(developer, team, action)
+        if p.role == "developer" and team is not None:
+            own_teams = {k.team_path for k in vault.keys.values() if p.can_read_key(k)}
+            if team not in own_teams:
+                raise Forbidden(p, action, f"team {team} holds none of {p.developer}'s keys")
         if self.usage is None:
             raise ApiError(
                 503, "usage needs a traces folder (codexgate admin serve --traces DIR)", "unavailable"
