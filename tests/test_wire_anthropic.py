@@ -11,9 +11,14 @@ from hypothesis import strategies as st
 
 from codexgate import wire
 from codexgate.core.pricing import Usage
-from codexgate.wire import SseEvent, anthropic, sse
+from codexgate.wire import SseEvent, anthropic
 
-USAGE = {"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5, "output_tokens": 7}
+USAGE = {
+    "input_tokens": 10,
+    "cache_read_input_tokens": 100,
+    "cache_creation_input_tokens": 5,
+    "output_tokens": 7,
+}
 
 
 def _message(content: list, stop: str = "end_turn") -> dict:
@@ -27,13 +32,6 @@ def _message(content: list, stop: str = "end_turn") -> dict:
         "stop_sequence": None,
         "usage": USAGE,
     }
-
-
-def _reassemble(frames: list[bytes]) -> wire.Reassembled:
-    r = anthropic.Reassembler()
-    for ev in sse.parse(b"".join(frames)):
-        r.on_event(ev)
-    return r.result()
 
 
 @pytest.mark.parametrize(
@@ -55,7 +53,10 @@ def test_usage_table(doc: object, expected: Usage | None) -> None:
     [
         ([{"type": "text", "text": "Hi"}], "Hi", "", []),
         (
-            [{"type": "thinking", "thinking": "hmm"}, {"type": "tool_use", "id": "tu1", "name": "shell", "input": {"cmd": "ls"}}],
+            [
+                {"type": "thinking", "thinking": "hmm"},
+                {"type": "tool_use", "id": "tu1", "name": "shell", "input": {"cmd": "ls"}},
+            ],
             "",
             "hmm",
             [("tu1", "shell", json.dumps({"cmd": "ls"}))],
@@ -64,7 +65,8 @@ def test_usage_table(doc: object, expected: Usage | None) -> None:
 )
 def test_json_and_stream_give_the_same_summary(content: list, text: str, reasoning: str, calls: list) -> None:
     doc = _message(content, "tool_use" if calls else "end_turn")
-    for r in (wire.from_json_body("anthropic_messages", doc), _reassemble(anthropic.encode_events(doc))):
+    streamed = wire.reassemble("anthropic_messages", b"".join(anthropic.encode_events(doc)))
+    for r in (wire.from_json_body("anthropic_messages", doc), streamed):
         assert (r.text, r.reasoning) == (text, reasoning)
         assert [(c["call_id"], c["name"], c["arguments"]) for c in r.tool_calls] == calls
         assert r.usage == anthropic.usage(USAGE)
@@ -72,7 +74,8 @@ def test_json_and_stream_give_the_same_summary(content: list, text: str, reasoni
 
 
 def test_error_event() -> None:
-    r = _reassemble(anthropic.encode_events(_message([]), error={"type": "overloaded_error", "message": "busy"}))
+    frames = anthropic.encode_events(_message([]), error={"type": "overloaded_error", "message": "busy"})
+    r = wire.reassemble("anthropic_messages", b"".join(frames))
     assert r.failed and not r.terminal and (r.error_type, r.error_message) == ("overloaded_error", "busy")
 
 
@@ -109,5 +112,5 @@ BLOCKS = st.one_of(
 def test_round_trip(content: list) -> None:
     doc = _message(content)
     a = wire.from_json_body("anthropic_messages", doc)
-    b = _reassemble(anthropic.encode_events(doc))
+    b = wire.reassemble("anthropic_messages", b"".join(anthropic.encode_events(doc)))
     assert (a.text, a.reasoning, a.tool_calls, a.usage) == (b.text, b.reasoning, b.tool_calls, b.usage)

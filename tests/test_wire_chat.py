@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from codexgate import wire
 from codexgate.core.pricing import Usage
-from codexgate.wire import SseEvent, chat, sse
+from codexgate.wire import SseEvent, chat
 
 USAGE = {
     "prompt_tokens": 50,
@@ -34,13 +34,6 @@ def _completion(content: str | None, calls: list[tuple[str, str, str]], finish: 
     }
 
 
-def _reassemble(frames: list[bytes]) -> wire.Reassembled:
-    r = chat.Reassembler()
-    for ev in sse.parse(b"".join(frames)):
-        r.on_event(ev)
-    return r.result()
-
-
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
@@ -61,7 +54,7 @@ def test_usage_table(doc: object, expected: Usage | None) -> None:
 def test_json_and_stream_give_the_same_summary(content: str | None, calls: list, finish: str) -> None:
     doc = _completion(content, calls, finish)
     direct = wire.from_json_body("chat_completions", doc)
-    streamed = _reassemble(chat.encode_events(doc, include_usage=True))
+    streamed = wire.reassemble("chat_completions", b"".join(chat.encode_events(doc, include_usage=True)))
     for r in (direct, streamed):
         assert r.text == (content or "")
         assert [(c["call_id"], c["name"], c["arguments"]) for c in r.tool_calls] == calls
@@ -71,8 +64,10 @@ def test_json_and_stream_give_the_same_summary(content: str | None, calls: list,
 
 
 def test_error_in_stream() -> None:
-    frames = chat.encode_events(_completion("x", []), error={"error": {"code": "server_error", "message": "m"}})
-    r = _reassemble(frames)
+    frames = chat.encode_events(
+        _completion("x", []), error={"error": {"code": "server_error", "message": "m"}}
+    )
+    r = wire.reassemble("chat_completions", b"".join(frames))
     assert r.failed and not r.terminal and r.error_type == "server_error"
 
 
@@ -94,11 +89,19 @@ def test_hostile_chunks_never_raise(data: str) -> None:
 
 @given(
     content=st.text(max_size=40),
-    calls=st.lists(st.tuples(st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=5), st.text(max_size=30)), max_size=3),
+    calls=st.lists(
+        st.tuples(st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=5), st.text(max_size=30)),
+        max_size=3,
+    ),
 )
 @settings(max_examples=100, deadline=None)
 def test_round_trip(content: str, calls: list) -> None:
     doc = _completion(content, calls, "tool_calls" if calls else "stop")
     a = wire.from_json_body("chat_completions", doc)
-    b = _reassemble(chat.encode_events(doc, include_usage=True))
-    assert (a.text, a.tool_calls, a.finish_reasons, a.usage) == (b.text, b.tool_calls, b.finish_reasons, b.usage)
+    b = wire.reassemble("chat_completions", b"".join(chat.encode_events(doc, include_usage=True)))
+    assert (a.text, a.tool_calls, a.finish_reasons, a.usage) == (
+        b.text,
+        b.tool_calls,
+        b.finish_reasons,
+        b.usage,
+    )

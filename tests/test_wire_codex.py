@@ -64,7 +64,8 @@ def test_id_headers_kept_only_when_bounded(name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [None, [], "text", 1, {"prompt_cache_key": [1]}, {"prompt_cache_key": {"a": 1}}, {"prompt_cache_key": 7}]
+    "body",
+    [None, [], "text", 1, {"prompt_cache_key": [1]}, {"prompt_cache_key": {"a": 1}}, {"prompt_cache_key": 7}],
 )
 def test_hostile_body_cache_key_is_ignored(body: object) -> None:
     ctx = context_from_headers({}, body)
@@ -101,7 +102,9 @@ def test_real_codex_headers_are_read() -> None:
     assert ctx.client_request_id == "thr-1" and ctx.subagent == "review" and ctx.originator == "codex_exec"
     assert json.loads(ctx.turn_metadata or "") == meta
     # headers win over metadata
-    ctx = codex_session.from_request(_request({"session-id": "h", "x-codex-turn-metadata": json.dumps(meta)}), None)
+    ctx = codex_session.from_request(
+        _request({"session-id": "h", "x-codex-turn-metadata": json.dumps(meta)}), None
+    )
     assert ctx.session_id == "h"
 
 

@@ -93,7 +93,10 @@ def test_digest_of_unserialisable_depth_does_not_raise() -> None:
     ("body", "expected"),
     [
         ({"instructions": "be brief", "input": []}, "be brief"),
-        ({"system": [{"type": "text", "text": "s"}]}, json.dumps([{"type": "text", "text": "s"}], sort_keys=True)),
+        (
+            {"system": [{"type": "text", "text": "s"}]},
+            json.dumps([{"type": "text", "text": "s"}], sort_keys=True),
+        ),
         (
             {"input": [{"role": "developer", "content": "base"}, {"role": "user", "content": "u"}]},
             json.dumps("base"),

@@ -11,19 +11,11 @@ from hypothesis import strategies as st
 
 from codexgate import wire
 from codexgate.core.pricing import Usage
-from codexgate.wire import SseEvent, SseParser, responses
+from codexgate.wire import SseEvent, responses
 
 
 def _reassemble(frames: list[bytes], chunk: int = 7) -> wire.Reassembled:
-    raw = b"".join(frames)
-    parser = SseParser()
-    r = responses.Reassembler()
-    for k in range(0, len(raw), chunk):
-        for ev in parser.feed(raw[k : k + chunk]):
-            r.on_event(ev)
-    for ev in parser.close():
-        r.on_event(ev)
-    return r.result()
+    return wire.reassemble("responses", b"".join(frames), chunk)
 
 
 @pytest.mark.parametrize(
@@ -50,12 +42,30 @@ def test_usage_table(doc: object, expected: Usage | None) -> None:
 
 
 def _response(output: list, usage: dict | None = None, **extra: object) -> dict:
-    return {"id": "resp_1", "model": "gpt-5-codex", "status": "completed", "output": output, "usage": usage, **extra}
+    return {
+        "id": "resp_1",
+        "model": "gpt-5-codex",
+        "status": "completed",
+        "output": output,
+        "usage": usage,
+        **extra,
+    }
 
 
-MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi there"}]}
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "content": [{"type": "output_text", "text": "Hi there"}],
+}
 CALL = {"id": "fc_1", "type": "function_call", "call_id": "c1", "name": "shell", "arguments": '{"cmd":"ls"}'}
-CUSTOM = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** Begin"}
+CUSTOM = {
+    "id": "ctc_1",
+    "type": "custom_tool_call",
+    "call_id": "c2",
+    "name": "apply_patch",
+    "input": "*** Begin",
+}
 REASONING = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Thinking"}]}
 SHELL = {"id": "lsc_1", "type": "local_shell_call", "call_id": "c3", "action": {"command": ["ls"]}}
 USAGE = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 4}
@@ -82,7 +92,9 @@ def test_json_and_stream_give_the_same_summary(output: list, text: str, reasonin
 
 
 def test_failed_stream_and_error_body() -> None:
-    r = _reassemble(responses.encode_events(_response([MESSAGE]), error={"code": "insufficient_quota", "message": "m"}))
+    r = _reassemble(
+        responses.encode_events(_response([MESSAGE]), error={"code": "insufficient_quota", "message": "m"})
+    )
     assert r.failed and r.terminal and (r.error_type, r.error_message) == ("insufficient_quota", "m")
     r = wire.from_json_body("responses", {"error": {"type": "invalid_request_error", "message": "bad"}})
     assert r.failed and (r.error_type, r.error_message) == ("invalid_request_error", "bad")
@@ -120,7 +132,12 @@ def test_hostile_events_never_raise(data: str) -> None:
 TEXT = st.text(max_size=40)
 ITEMS = st.one_of(
     st.builds(
-        lambda t: {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": t}]},
+        lambda t: {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": t}],
+        },
         TEXT,
     ),
     st.builds(
@@ -128,8 +145,12 @@ ITEMS = st.one_of(
         TEXT,
         st.text(min_size=1, max_size=8),
     ),
-    st.builds(lambda i: {"id": "t", "type": "custom_tool_call", "call_id": "k", "name": "p", "input": i}, TEXT),
-    st.builds(lambda t: {"id": "r", "type": "reasoning", "summary": [{"type": "summary_text", "text": t}]}, TEXT),
+    st.builds(
+        lambda i: {"id": "t", "type": "custom_tool_call", "call_id": "k", "name": "p", "input": i}, TEXT
+    ),
+    st.builds(
+        lambda t: {"id": "r", "type": "reasoning", "summary": [{"type": "summary_text", "text": t}]}, TEXT
+    ),
 )
 
 

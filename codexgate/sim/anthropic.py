@@ -56,7 +56,8 @@ def build(
 
     error = None
     if error_type:
-        error = anthropic_error_body(529 if error_type == "overloaded_error" else 500, "simulated failure")["error"]
+        status = 529 if error_type == "overloaded_error" else 500
+        error = anthropic_error_body(status, "simulated failure")["error"]
         error["type"] = error_type
     reply.events = wire_anthropic.encode_events(doc, error=error)
     return reply

@@ -41,6 +41,7 @@ __all__ = [
     "instruction_values",
     "instructions_text",
     "item_digest",
+    "reassemble",
     "reassembler",
 ]
 
@@ -78,6 +79,19 @@ def reassembler(api: str | None) -> StreamReassembler:
     """A fresh stream reassembler for ``api`` (Responses for unknown APIs)."""
     module = _MODULES.get(api, responses)  # type: ignore[call-overload]
     return module.Reassembler()
+
+
+def reassemble(api: str | None, raw: bytes, chunk: int = 0) -> Reassembled:
+    """Summarise a complete (decoded) SSE body of ``api``, fed in ``chunk``-byte pieces when given."""
+    parser = SseParser()
+    r = reassembler(api)
+    step = chunk if chunk > 0 else max(1, len(raw))
+    for k in range(0, len(raw), step):
+        for ev in parser.feed(raw[k : k + step]):
+            r.on_event(ev)
+    for ev in parser.close():
+        r.on_event(ev)
+    return r.result()
 
 
 def from_json_body(api: str | None, body: Any) -> Reassembled:

@@ -1,7 +1,5 @@
 """Anthropic Messages: request messages, usage (normalised: input includes cache reads and
 writes), the answer summary (from SSE events or the JSON body) and the SSE encoder.
-
-Invariant: readers never raise on any JSON shape from a client or an upstream.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from typing import Any
 from codexgate.core.pricing import Usage
 from codexgate.wire.common import (
     Api,
+    EventReassembler,
     Reassembled,
     as_dict,
     as_index,
@@ -57,22 +56,26 @@ def summarise_content(content: Any, r: Reassembled) -> None:
     r.text = "".join(text_of(b.get("text")) for b in blocks if b.get("type") == "text")
     r.reasoning = "".join(text_of(b.get("thinking")) for b in blocks if b.get("type") == "thinking")
     r.tool_calls = [
-        {"call_id": b.get("id"), "name": b.get("name"), "type": "tool_use", "arguments": json.dumps(b.get("input"))}
+        {
+            "call_id": b.get("id"),
+            "name": b.get("name"),
+            "type": "tool_use",
+            "arguments": json.dumps(b.get("input")),
+        }
         for b in blocks
         if b.get("type") == "tool_use"
     ]
 
 
-class Reassembler:
+class Reassembler(EventReassembler):
     """SSE events -> ``Reassembled`` (``message_stop`` is the terminal event)."""
 
     def __init__(self) -> None:
-        self.r = Reassembled()
+        super().__init__()
         self._blocks: dict[int, dict[str, Any]] = {}
         self._json: dict[int, list[str]] = {}
         self._stop: str | None = None
         self._message: dict[str, Any] = {}
-        self.first_token = False
 
     def on_event(self, ev: SseEvent) -> bool:
         self.r.event_count += 1
@@ -92,8 +95,7 @@ class Reassembler:
             idx = as_index(obj.get("index"), 0)
             block = self._blocks.setdefault(idx, {"type": "text", "text": ""})
             delta = as_dict(obj.get("delta"))
-            if not self.first_token:
-                self.first_token = first = True
+            first = self._token() or first
             if delta.get("type") == "text_delta":
                 block["text"] = text_of(block.get("text")) + text_of(delta.get("text"))
             elif delta.get("type") == "input_json_delta":

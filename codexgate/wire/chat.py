@@ -1,7 +1,5 @@
 """OpenAI Chat Completions: request messages, usage, the answer summary (from ``data:`` chunks
 or the JSON body) and the chunk-stream encoder.
-
-Invariant: readers never raise on any JSON shape from a client or an upstream.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from typing import Any
 from codexgate.core.pricing import Usage
 from codexgate.wire.common import (
     Api,
+    EventReassembler,
     Reassembled,
     as_dict,
     as_index,
@@ -44,15 +43,14 @@ def usage(u: Any) -> Usage | None:
     )
 
 
-class Reassembler:
+class Reassembler(EventReassembler):
     """``data:`` chunks -> ``Reassembled`` (``[DONE]`` is the terminal event)."""
 
     def __init__(self) -> None:
-        self.r = Reassembled()
+        super().__init__()
         self._text: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
-        self.first_token = False
 
     def on_event(self, ev: SseEvent) -> bool:
         self.r.event_count += 1
@@ -78,12 +76,10 @@ class Reassembler:
             content = as_str(delta.get("content"))
             if content:
                 self._text.append(content)
-                if not self.first_token:
-                    self.first_token = first = True
+                first = self._token() or first
             for tc in as_list(delta.get("tool_calls")):
                 tc = as_dict(tc)
-                if not self.first_token:
-                    self.first_token = first = True
+                first = self._token() or first
                 slot = self._calls.setdefault(
                     as_index(tc.get("index"), 0), {"id": None, "name": "", "arguments": ""}
                 )
@@ -107,7 +103,11 @@ class Reassembler:
         message: dict[str, Any] = {"role": "assistant", "content": r.text or None}
         if calls:
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
                 for c in calls
             ]
         r.response = {
@@ -147,7 +147,11 @@ def encode_events(
     """The ``data:`` chunks that stream ``completion`` (first choice): role chunk, content or
     tool-call deltas, then the finish chunk, a usage chunk (with ``include_usage``) and
     ``[DONE]`` — or, with ``error`` (an error body), that body instead of the end."""
-    base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier") if k in completion}
+    base = {
+        k: completion[k]
+        for k in ("id", "created", "model", "system_fingerprint", "service_tier")
+        if k in completion
+    }
     chunk_base = {**base, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
     choices = as_list(completion.get("choices"))
     choice = as_dict(choices[0]) if choices else {}
@@ -161,7 +165,12 @@ def encode_events(
     frames = [chunk({"role": "assistant", "content": None if calls else "", "refusal": None})]
     for i, tc in enumerate(calls):
         fn = as_dict(tc.get("function"))
-        head = {"index": i, "id": tc.get("id"), "type": "function", "function": {"name": fn.get("name"), "arguments": ""}}
+        head = {
+            "index": i,
+            "id": tc.get("id"),
+            "type": "function",
+            "function": {"name": fn.get("name"), "arguments": ""},
+        }
         frames.append(chunk({"tool_calls": [head]}))
         frames += [
             chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})

@@ -78,7 +78,9 @@ def context_from_headers(headers: Mapping[str, str], body: Any) -> CodexContext:
     thread = clean_id(header("thread-id")) or clean_id(m.get("thread_id"))
     # Other clients can group calls too (Helicone-style header).
     session = (
-        clean_id(header("session-id")) or clean_id(m.get("session_id")) or clean_id(header("x-codexgate-session-id"))
+        clean_id(header("session-id"))
+        or clean_id(m.get("session_id"))
+        or clean_id(header("x-codexgate-session-id"))
     )
     cache_key = clean_id(body.get("prompt_cache_key")) if isinstance(body, dict) else None
     return CodexContext(

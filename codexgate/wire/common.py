@@ -142,7 +142,11 @@ def instruction_values(body: Any, items: list[Any]) -> list[Any]:
     for key in ("instructions", "system"):
         if b.get(key):
             return [b[key]]
-    return [it.get("content") for it in items if isinstance(it, dict) and it.get("role") in ("developer", "system")]
+    return [
+        it.get("content")
+        for it in items
+        if isinstance(it, dict) and it.get("role") in ("developer", "system")
+    ]
 
 
 def instructions_text(body: Any, items: list[Any]) -> str | None:
@@ -162,3 +166,18 @@ def _dumps(value: Any) -> str:
         return json.dumps(value, sort_keys=True, default=str)
     except (ValueError, TypeError, RecursionError):
         return ""
+
+
+class EventReassembler:
+    """Base of the per-API stream reassemblers: ``on_event`` per SSE event (returns True when the
+    event carried the first output token), ``result()`` at any time (complete or not)."""
+
+    def __init__(self) -> None:
+        self.r = Reassembled()
+        self.first_token = False
+
+    def _token(self) -> bool:
+        """Note an output token; True only for the first one."""
+        first = not self.first_token
+        self.first_token = True
+        return first

@@ -1,7 +1,5 @@
 """OpenAI Responses API: request input items, usage, the answer summary (from SSE events or the
 JSON body) and the SSE encoder (a response object -> its event stream).
-
-Invariant: readers never raise on any JSON shape from a client or an upstream.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from typing import Any
 from codexgate.core.pricing import Usage
 from codexgate.wire.common import (
     Api,
+    EventReassembler,
     Reassembled,
     as_dict,
     as_index,
@@ -85,15 +84,14 @@ def summarise_output(output: Any, r: Reassembled) -> None:
     r.tool_calls = calls
 
 
-class Reassembler:
+class Reassembler(EventReassembler):
     """SSE events -> ``Reassembled``. ``on_event`` per event, ``result()`` at any time."""
 
     def __init__(self) -> None:
-        self.r = Reassembled()
+        super().__init__()
         self._items: dict[int, dict[str, Any]] = {}
         self._text: list[str] = []
         self._reasoning: list[str] = []
-        self.first_token = False
 
     def on_event(self, ev: SseEvent) -> bool:
         """Feed one event; returns True if it carried the first output token."""
@@ -104,8 +102,7 @@ class Reassembler:
         kind = as_str(obj.get("type")) or ev.event
         first = False
         if kind in FIRST_TOKEN_EVENTS:
-            if not self.first_token:
-                self.first_token = first = True
+            first = self._token() or first
             if kind == "response.output_text.delta":
                 self._text.append(text_of(obj.get("delta")))
             elif kind == "response.reasoning_summary_text.delta":
@@ -148,7 +145,12 @@ class Reassembler:
             return r
         items = [self._items[k] for k in sorted(self._items)]
         if r.response is None:
-            r.response = {"id": r.response_id, "model": r.response_model, "status": "incomplete", "output": items}
+            r.response = {
+                "id": r.response_id,
+                "model": r.response_model,
+                "status": "incomplete",
+                "output": items,
+            }
         else:
             r.response = {**r.response, "output": items}
         summarise_output(items, r)
@@ -184,7 +186,11 @@ def _item_events(ev: _Events, idx: int, item: Any, split: Callable[[str], list[s
     ids = {"item_id": item.get("id"), "output_index": idx}
     kind = item.get("type")
     if kind == "message":
-        ev("response.output_item.added", output_index=idx, item={**item, "status": "in_progress", "content": []})
+        ev(
+            "response.output_item.added",
+            output_index=idx,
+            item={**item, "status": "in_progress", "content": []},
+        )
         for j, part in enumerate(as_list(item.get("content"))):
             if not isinstance(part, dict):
                 continue
@@ -197,13 +203,21 @@ def _item_events(ev: _Events, idx: int, item: Any, split: Callable[[str], list[s
             ev("response.content_part.done", **ids, content_index=j, part=part)
     elif kind == "function_call":
         args = text_of(item.get("arguments"))
-        ev("response.output_item.added", output_index=idx, item={**item, "status": "in_progress", "arguments": ""})
+        ev(
+            "response.output_item.added",
+            output_index=idx,
+            item={**item, "status": "in_progress", "arguments": ""},
+        )
         for delta in split(args):
             ev("response.function_call_arguments.delta", **ids, delta=delta)
         ev("response.function_call_arguments.done", **ids, name=item.get("name"), arguments=args)
     elif kind == "custom_tool_call":
         text = text_of(item.get("input"))
-        ev("response.output_item.added", output_index=idx, item={**item, "status": "in_progress", "input": ""})
+        ev(
+            "response.output_item.added",
+            output_index=idx,
+            item={**item, "status": "in_progress", "input": ""},
+        )
         for delta in split(text):
             ev("response.custom_tool_call_input.delta", **ids, delta=delta)
         ev("response.custom_tool_call_input.done", **ids, input=text)
