@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from genai_prices import Usage, calc_price
+from tqdm import tqdm
 
-from codexgate.core import schema
+from codexgate.core import pricing, schema
+from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION
+from codexgate.core.pricing import Usage as PriceUsage
 
-PRICE_SOURCE = "genai-prices"
-PRICE_VERSION = version("genai-prices")
 CODEX_VERSION = "0.171.0"
 
 # ---------------------------------------------------------------------------------------------
@@ -197,34 +197,11 @@ _FINDING_WEIGHTS = np.array(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Prices (the gateway's rule: vault provider kind -> genai-prices provider id, else match by name)
+# Prices: the gateway's own rule (``codexgate.core.pricing``)
 # ---------------------------------------------------------------------------------------------
 
-_PRICE_PROVIDER_IDS = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "openai_compatible": None,
-}
 # Above this many input tokens some models change tier; those rows are priced one by one.
 _LINEAR_PRICE_LIMIT = 128_000
-
-
-@lru_cache(maxsize=256)
-def _price_ref(model: str, provider_kind: str) -> tuple[str, str | None] | None:
-    def has(provider_id: str | None) -> bool:
-        try:
-            calc_price(Usage(input_tokens=1, output_tokens=1), model_ref=model, provider_id=provider_id)
-        except LookupError:
-            return False
-        return True
-
-    provider_id = _PRICE_PROVIDER_IDS.get(provider_kind)
-    if has(provider_id):
-        return model, provider_id
-    if provider_id is not None and has(None):
-        return model, None
-    return None
 
 
 def price_call(
@@ -236,33 +213,29 @@ def price_call(
     output: int,
 ) -> tuple[float, float, float] | None:
     """(total, input, output) USD for one call, or None when genai-prices has no price."""
-    ref = _price_ref(model, provider_kind)
-    if ref is None:
-        return None
-    calc = calc_price(
-        Usage(
-            input_tokens=int(input_tokens),
-            cache_read_tokens=int(cache_read) if cache_read else None,
-            cache_write_tokens=int(cache_write) if cache_write else None,
-            output_tokens=int(output),
-        ),
-        model_ref=ref[0],
-        provider_id=ref[1],
+    usage = PriceUsage(
+        input_tokens=int(input_tokens),
+        cache_read_tokens=int(cache_read) if cache_read else None,
+        cache_creation_tokens=int(cache_write) if cache_write else None,
+        output_tokens=int(output),
     )
-    return float(calc.total_price), float(calc.input_price), float(calc.output_price)
+    cost = pricing.price(model, provider_kind, usage)
+    if not cost.known:
+        return None
+    assert cost.total_usd is not None and cost.input_usd is not None and cost.output_usd is not None
+    return cost.total_usd, cost.input_usd, cost.output_usd
 
 
 @lru_cache(maxsize=256)
 def _rates(model: str, provider_kind: str) -> tuple[float, float, float, float] | None:
     """Per-token USD rates (uncached input, cache read, cache write, output) below the tier limit."""
-    if _price_ref(model, provider_kind) is None:
-        return None
     m = 100_000
     base = price_call(model, provider_kind, m, None, None, 0)
     read = price_call(model, provider_kind, m, m, None, 0)
     write = price_call(model, provider_kind, m, None, m, 0)
     out = price_call(model, provider_kind, 0, None, None, m)
-    assert base and read and write and out
+    if not (base and read and write and out):
+        return None
     return base[1] / m, read[1] / m, write[1] / m, out[2] / m
 
 
@@ -376,9 +349,24 @@ class _Aux:
     model_index: np.ndarray
 
 
-def _batch(
-    rng: np.random.Generator, n_sessions: int, window_start: datetime, days: int, want_aux: bool
-) -> tuple[pa.Table, _Aux | None]:
+class _Batch:
+    """The arrays of one batch, filled in by the phase functions of ``_batch`` in order."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def take(self, names: str) -> tuple[Any, ...]:
+        """The arrays named (space-separated), in order."""
+        return tuple(self.__dict__[n] for n in names.split())
+
+    def put(self, **values: Any) -> None:
+        """Add (or replace) arrays for the later phases."""
+        self.__dict__.update(values)
+
+
+def _sessions(rng: np.random.Generator, b: _Batch) -> None:
+    """Sessions: developer key, team, model, length, project and start of each session."""
+    days, n_sessions, window_start = b.days, b.n_sessions, b.window_start
     S = n_sessions
     start_us0 = int(window_start.timestamp() * 1_000_000)
     window_us = days * 86_400 * 1_000_000
@@ -406,7 +394,15 @@ def _batch(
     peak = np.array([ORG_PEAK_HOUR[TEAMS[t][0]] for t in range(len(TEAMS))])[s_team]
     s_hour = np.mod(rng.normal(peak, 3.0), 24.0)
     s_start = start_us0 + s_day * 86_400_000_000 + (s_hour * 3_600_000_000).astype(np.int64)
+    b.put(
+        S=S, start_us0=start_us0, window_us=window_us, s_key=s_key, key_team=key_team, s_team=s_team,
+        s_model=s_model, s_len=s_len, s_project=s_project, s_stream=s_stream, s_base=s_base,
+        s_ticket=s_ticket, s_instance=s_instance, s_start=s_start,
+    )
 
+def _calls(rng: np.random.Generator, b: _Batch) -> None:
+    """Calls: per-call model facts, turns (a turn ends with the model's final answer)."""
+    s_len, s_model, s_stream = b.s_len, b.s_model, b.s_stream
     # --- calls -------------------------------------------------------------------------------
     sess, ci, s_first = _within(s_len)
     N = len(sess)
@@ -422,7 +418,15 @@ def _batch(
     final = np.concatenate([new_turn[1:], [True]])  # next call starts a turn (or a new session)
     turn_global = np.cumsum(new_turn) - 1
     turn_no = turn_global - turn_global[s_first][sess]
+    b.put(
+        sess=sess, ci=ci, s_first=s_first, N=N, model=model, m_reason=m_reason, m_ttfb=m_ttfb, m_tps=m_tps,
+        m_cache=m_cache, m_is_claude=m_is_claude, streaming=streaming, new_turn=new_turn, final=final,
+        turn_global=turn_global, turn_no=turn_no,
+    )
 
+def _outcomes(rng: np.random.Generator, b: _Batch) -> None:
+    """Outcomes: refusals, upstream errors, client aborts, guardrail findings."""
+    N = b.N
     # outcomes
     u = rng.random(N)
     refused = u < 0.018
@@ -442,7 +446,18 @@ def _batch(
     refusal = np.where(refused, _weighted(rng, [r[4] for r in REFUSALS], N), -1)
     refusal[blocked] = len(REFUSALS)  # the guardrail refusal
     anonymous = refusal == 0  # invalid_api_key: no identity
+    b.put(
+        refused=refused, upstream_err=upstream_err, aborted=aborted, finding=finding, blocked=blocked,
+        ok=ok, refusal=refusal, anonymous=anonymous,
+    )
 
+def _tokens(rng: np.random.Generator, b: _Batch) -> None:
+    """Tokens: output, reasoning and tool results; input growing along the session; prompt cache."""
+    (
+        N, ci, final, m_cache, m_is_claude, m_reason, new_turn, ok, s_base, s_first, sess,
+    ) = b.take(
+        "N ci final m_cache m_is_claude m_reason new_turn ok s_base s_first sess"
+    )
     # output tokens
     n_tools = np.where(final, 0, 1 + (rng.random(N) < 0.15) + (rng.random(N) < 0.03)).astype(np.int64)
     visible = np.where(
@@ -483,7 +498,20 @@ def _batch(
     hit = (ci > 0) & m_cache & (rng.random(N) < np.where(new_turn, 0.75, 0.95))
     cached = np.where(hit, (np.minimum(prev_input, input_tokens) // 128) * 128, 0).astype(np.int64)
     cache_write = np.where(m_is_claude, input_tokens - cached, 0).astype(np.int64)
+    b.put(
+        n_tools=n_tools, visible=visible, reasoning=reasoning, output=output, input_tokens=input_tokens,
+        item_count=item_count, new_start=new_start, cached=cached, cache_write=cache_write,
+    )
 
+def _attempts(rng: np.random.Generator, b: _Batch) -> None:
+    """Upstream attempts (retries, fallbacks) and the call's timings."""
+    (
+        N, aborted, cached, input_tokens, m_reason, m_tps, m_ttfb, model, ok, reasoning, refused, streaming,
+        upstream_err, visible,
+    ) = b.take(
+        "N aborted cached input_tokens m_reason m_tps m_ttfb model ok reasoning refused streaming"
+        " upstream_err visible"
+    )
     # --- attempts and timings -------------------------------------------------------------------
     has_fallback = np.array([m.fallback is not None for m in MODELS])[model]
     retried_ok = ok & (rng.random(N) < 0.025)
@@ -538,7 +566,19 @@ def _batch(
         np.where(upstream_err, ttfb + rng.uniform(1.0, 5.0, N), pre + up_dur),
     )
     duration = np.where(ok | aborted | upstream_err, np.maximum(duration, np.nan_to_num(ttft)), duration)
+    b.put(
+        n_att=n_att, fallback=fallback, arow=arow, apos=apos, a_fail=a_fail, a_status=a_status, a_lat=a_lat,
+        a_offset=a_offset, primary=primary, a_provider=a_provider, row_status_err=row_status_err,
+        final_provider=final_provider, ttfb=ttfb, ttft=ttft, duration=duration,
+    )
 
+def _placement(rng: np.random.Generator, b: _Batch) -> None:
+    """Wall-clock placement: sessions start in the window and end before it closes."""
+    (
+        N, duration, new_turn, s_first, s_len, s_start, sess, start_us0, window_us,
+    ) = b.take(
+        "N duration new_turn s_first s_len s_start sess start_us0 window_us"
+    )
     # --- wall-clock placement --------------------------------------------------------------------
     gap_ms = np.where(new_turn, _lognormal(rng, 40_000, 1.0, N), _lognormal(rng, 2_500, 1.0, N))
     step = np.concatenate([duration[:-1] + gap_ms[1:], [0.0]])  # time from this call's start to the next's
@@ -549,7 +589,19 @@ def _batch(
     s_start = np.maximum(np.minimum(s_start, latest), start_us0)
     start_us = s_start[sess] + offset_us
     end_us = start_us + (duration * _MS).astype(np.int64)
+    b.put(start_us=start_us, end_us=end_us)
 
+def _call_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: times, status, outcome, errors, identity, route, models, sizes."""
+    (
+        N, S, aborted, anonymous, end_us, final_provider, input_tokens, key_team, model, n_tools, ok,
+        primary, refusal, refused, row_status_err, s_instance, s_key, s_project, sess, start_us, streaming,
+        ttfb, ttft, upstream_err, visible,
+    ) = b.take(
+        "N S aborted anonymous end_us final_provider input_tokens key_team model n_tools ok primary"
+        " refusal refused row_status_err s_instance s_key s_project sess start_us streaming ttfb ttft"
+        " upstream_err visible"
+    )
     # --- assemble ----------------------------------------------------------------------------------
     cols: dict[str, pa.Array] = {}
     key_idx = s_key[sess]
@@ -627,7 +679,16 @@ def _batch(
     cols["response_bytes"] = _num(
         (600 + visible * 5 + n_tools * 400).astype(np.int64), pa.int64(), ~(ok | aborted)
     )
+    b.put(cols=cols, key_idx=key_idx, team_idx=team_idx, sid=sid)
 
+def _cost_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: token usage and cost (per-token rates; exact prices above the tier limit)."""
+    (
+        N, cache_write, cached, cols, final_provider, input_tokens, m_is_claude, model, ok, output,
+        reasoning,
+    ) = b.take(
+        "N cache_write cached cols final_provider input_tokens m_is_claude model ok output reasoning"
+    )
     usage_mask = ~ok
     cols["gen_ai_usage_input_tokens"] = _num(input_tokens, pa.int64(), usage_mask)
     cols["gen_ai_usage_cache_read_input_tokens"] = _num(cached, pa.int64(), usage_mask)
@@ -671,6 +732,13 @@ def _batch(
     cols["price_source"] = _take([PRICE_SOURCE], np.zeros(N), mask=~known)
     cols["price_version"] = _take([PRICE_VERSION], np.zeros(N), mask=~known)
 
+def _attempt_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: the attempts list."""
+    (
+        a_fail, a_lat, a_offset, a_provider, a_status, apos, arow, cols, fallback, n_att, start_us,
+    ) = b.take(
+        "a_fail a_lat a_offset a_provider a_status apos arow cols fallback n_att start_us"
+    )
     # attempts
     a_start_us = start_us[arow] + (a_offset * _MS).astype(np.int64)
     err_texts = {e[0]: e[1] for e in UPSTREAM_ERRORS}
@@ -696,6 +764,9 @@ def _batch(
     cols["attempt_count"] = pa.array(n_att.astype(np.int32))
     cols["fallback_used"] = pa.array(fallback)
 
+def _policy_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: policy decisions (the allow chain, or up to the denying policy)."""
+    cols, fallback, refusal, refused = b.cols, b.fallback, b.refusal, b.refused
     # policy decisions: allow chain, or the chain up to the policy that denied
     chain = ["identity", "scope", "budget", "routing"]
     templates: list[list[dict[str, str | None]]] = [
@@ -714,6 +785,9 @@ def _batch(
     tmpl = np.where(refused, np.array(refusal_template)[refusal.clip(0)], np.where(fallback, 1, 0))
     cols["policy_decisions"] = _templated_list(templates, tmpl, schema.POLICY_DECISION, None)
 
+def _finding_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: guardrail findings (0 or 1 per call)."""
+    N, blocked, cols, finding = b.N, b.blocked, b.cols, b.finding
     # guardrail findings (0 or 1 per call)
     has = finding >= 0
     f_idx = finding[has]
@@ -743,6 +817,13 @@ def _batch(
     )
     cols["guardrail_blocked"] = pa.array(blocked)
 
+def _tag_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: tags (cost_center, env, optional ticket)."""
+    (
+        N, S, anonymous, cols, key_idx, s_team, s_ticket, sess, team_idx, want_aux,
+    ) = b.take(
+        "N S anonymous cols key_idx s_team s_ticket sess team_idx want_aux"
+    )
     # tags: cost_center, env, optional ticket (sorted by key like the gateway)
     ticket_row = s_ticket[sess]
     n_tags = np.where(anonymous, 0, 2 + ticket_row).astype(np.int64)
@@ -765,6 +846,13 @@ def _batch(
     )
     cols["privacy_mode"] = pa.array(np.full(N, "full" if want_aux else "metrics_only"), type=pa.string())
 
+def _codex_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: Codex session grouping (session = thread = cache key = client request id)."""
+    (
+        N, ci, cols, item_count, key_idx, model, new_start, sid, turn_global,
+    ) = b.take(
+        "N ci cols item_count key_idx model new_start sid turn_global"
+    )
     # Codex session grouping: session id = thread id = prompt cache key = client request id
     cols["session_id"] = sid
     cols["thread_id"] = sid
@@ -785,6 +873,9 @@ def _batch(
     cols["new_input_start"] = pa.array(new_start.astype(np.int32))
     cols["instructions_hash"] = _take([INSTRUCTIONS_HASH[m] for m in MODEL_NAMES], model)
 
+def _tool_columns(rng: np.random.Generator, b: _Batch) -> None:
+    """Columns: the tool calls the model made."""
+    cols, n_tools, ok = b.cols, b.n_tools, b.ok
     # tool calls the model made (metadata-only: arguments NULL, like privacy_mode=metrics_only)
     k = np.where(ok, n_tools, 0)
     krow, kpos, _ = _within(k)
@@ -803,7 +894,34 @@ def _batch(
     cols["tool_calls"] = _list(
         np.concatenate([[0], np.cumsum(k)]), tool_struct, pa.list_(schema.TOOL_CALL), k == 0
     )
+    b.put(krow=krow, tool_name_idx=tool_name_idx, call_ids=call_ids)
 
+
+def _batch(
+    rng: np.random.Generator, n_sessions: int, window_start: datetime, days: int, want_aux: bool
+) -> tuple[pa.Table, _Aux | None]:
+    """One batch of ``n_sessions`` sessions as a schema table, built phase by phase (each phase
+    reads and adds arrays on ``_Batch``; the random draws happen in the same order every run)."""
+    b = _Batch(n_sessions=n_sessions, window_start=window_start, days=days, want_aux=want_aux)
+    _sessions(rng, b)
+    _calls(rng, b)
+    _outcomes(rng, b)
+    _tokens(rng, b)
+    _attempts(rng, b)
+    _placement(rng, b)
+    _call_columns(rng, b)
+    _cost_columns(rng, b)
+    _attempt_columns(rng, b)
+    _policy_columns(rng, b)
+    _finding_columns(rng, b)
+    _tag_columns(rng, b)
+    _codex_columns(rng, b)
+    _tool_columns(rng, b)
+    (
+        N, call_ids, cols, final, krow, model, n_tools, ok, tool_name_idx, turn_no, visible, want_aux,
+    ) = b.take(
+        "N call_ids cols final krow model n_tools ok tool_name_idx turn_no visible want_aux"
+    )
     arrays = [cols[f.name] if f.name in cols else pa.nulls(N, f.type) for f in schema.SCHEMA]
     table = pa.Table.from_arrays(
         [a.cast(f.type) for a, f in zip(arrays, schema.SCHEMA, strict=True)], schema=schema.SCHEMA
@@ -1048,8 +1166,10 @@ def _add_bodies(rows: list[dict[str, Any]], aux: _Aux, offset: int, rng: np.rand
 # Public API
 # ---------------------------------------------------------------------------------------------
 
+# Batch sizes bound the generator's memory: sessions per numpy batch, rows per written table.
 _ROWS_BATCH_SESSIONS = 2_000
 _FAST_BATCH_SESSIONS = 25_000
+_BODY_BATCH_ROWS = 10_000  # ~28 KB of bodies per row: ~0.3 GB of text per batch
 
 
 def _default_start(days: int) -> datetime:
@@ -1113,27 +1233,71 @@ def generate_rows(
     """
     for table, aux in _tables(n_calls, n_sessions, seed, start, days, _ROWS_BATCH_SESSIONS, bodies):
         rows = table.to_pylist()
-        if bodies:
-            assert aux is not None
-            body_rng = np.random.default_rng([seed, 7, len(rows)])
-            begin = 0
-            for j in range(1, len(rows) + 1):
-                if j == len(rows) or rows[j]["call_index"] == 0:
-                    _add_bodies(rows[begin:j], aux, begin, body_rng)
-                    begin = j
-        yield from rows
+        del table
+        if not bodies:
+            yield from rows
+            continue
+        assert aux is not None
+        body_rng = np.random.default_rng([seed, 7, len(rows)])
+        begin = 0
+        for j in range(1, len(rows) + 1):
+            if j == len(rows) or rows[j]["call_index"] == 0:
+                session = rows[begin:j]
+                _add_bodies(session, aux, begin, body_rng)
+                for k in range(begin, j):
+                    rows[k] = None  # type: ignore[call-overload]  # let yielded rows be freed
+                yield from session
+                begin = j
 
 
-def _write_partition(
-    traces_dir: Path, day: str, tables: list[pa.Table], part: int, seed: int, row_group: int
-) -> None:
-    table = pa.concat_tables(tables).sort_by([("start_time", "ascending")])
+def _write_file(traces_dir: Path, day: str, table: pa.Table, name: str, row_group: int) -> None:
+    """One Parquet file (zstd, rows sorted by ``start_time``), written atomically."""
+    table = table.sort_by([("start_time", "ascending")])
     folder = traces_dir / f"date={day}"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"synth-s{seed}-{part:05d}.parquet"
+    path = folder / f"{name}.parquet"
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd", row_group_size=row_group)
     tmp.replace(path)
+
+
+def _batches(
+    n_calls: int, seed: int, start: datetime, days: int, bodies: bool
+) -> Iterator[pa.Table]:
+    """The dataset as a stream of tables of at most one generator batch each (memory: one batch)."""
+    if not bodies:
+        for table, _ in _tables(n_calls, None, seed, start, days, _FAST_BATCH_SESSIONS, False):
+            yield table
+        return
+    chunk: list[dict[str, Any]] = []
+    for row in generate_rows(n_calls, seed=seed, start=start, days=days):
+        chunk.append(row)
+        if len(chunk) >= _BODY_BATCH_ROWS:
+            yield schema.to_table(chunk)
+            chunk = []
+    if chunk:
+        yield schema.to_table(chunk)
+
+
+def _split_by_day(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    day_us = 86_400_000_000
+    days_idx = pc.divide(table.column("start_time").cast(pa.int64()), day_us).to_numpy()
+    for d in np.unique(days_idx):
+        day = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(d))).strftime("%Y-%m-%d")
+        yield day, table.filter(pa.array(days_idx == d))
+
+
+class _Progress:
+    """A progress bar on stderr when it is a terminal (tqdm), silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = tqdm(total=total, unit="call", unit_scale=True, file=sys.stderr, disable=not enabled)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def write_dataset(
@@ -1146,61 +1310,41 @@ def write_dataset(
     row_group_size: int = 122_880,
     start: datetime | None = None,
     days: int = 7,
+    progress: bool = False,
 ) -> int:
     """Write ``n_calls`` synthetic traces as ``traces_dir/date=YYYY-MM-DD/*.parquet`` (zstd).
 
+    Streams: each generated batch is split by day and written at once as its own file(s) of at
+    most ``rows_per_file`` rows, so memory stays bounded by one batch whatever ``n_calls`` is.
     Rows are sorted by ``start_time`` within each file. ``start`` defaults to ``days`` days before
     the current hour, so the data ends about now. Returns the number of rows written.
     """
+    if rows_per_file < 1:
+        raise ValueError("rows_per_file must be >= 1")
     traces_dir = Path(traces_dir)
     traces_dir.mkdir(parents=True, exist_ok=True)
     start = _as_utc(start) if start is not None else _default_start(days)
-    buffers: dict[str, list[pa.Table]] = {}
-    counts: dict[str, int] = {}
-    part = 0
+    bar = _Progress(n_calls, progress)
     written = 0
-
-    def flush(day: str) -> None:
-        nonlocal part
-        _write_partition(traces_dir, day, buffers.pop(day), part, seed, row_group_size)
-        counts.pop(day)
-        part += 1
-
-    if bodies:
-        chunk: list[dict[str, Any]] = []
-        source: Iterator[pa.Table] = (
-            schema.to_table(c)
-            for c in _chunks(generate_rows(n_calls, seed=seed, start=start, days=days), 20_000, chunk)
-        )
-    else:
-        source = (t for t, _ in _tables(n_calls, None, seed, start, days, _FAST_BATCH_SESSIONS, False))
-    for table in source:
-        day_us = 86_400_000_000
-        days_idx = pc.divide(table.column("start_time").cast(pa.int64()), day_us).to_numpy()
-        for d in np.unique(days_idx):
-            part_table = table.filter(pa.array(days_idx == d))
-            day = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=int(d))).strftime("%Y-%m-%d")
-            buffers.setdefault(day, []).append(part_table)
-            counts[day] = counts.get(day, 0) + part_table.num_rows
-            written += part_table.num_rows
-            if counts[day] >= rows_per_file:
-                flush(day)
-    for day in sorted(buffers):
-        flush(day)
+    part = 0
+    try:
+        for table in _batches(n_calls, seed, start, days, bodies):
+            for day, piece in _split_by_day(table):
+                for offset in range(0, piece.num_rows, rows_per_file):
+                    part_table = piece.slice(offset, rows_per_file)
+                    _write_file(traces_dir, day, part_table, f"synth-s{seed}-{part:05d}", row_group_size)
+                    part += 1
+                    written += part_table.num_rows
+            bar.update(table.num_rows)
+            del table
+    finally:
+        bar.close()
     return written
 
 
-def _chunks(
-    rows: Iterator[dict[str, Any]], size: int, buf: list[dict[str, Any]]
-) -> Iterator[list[dict[str, Any]]]:
-    for row in rows:
-        buf.append(row)
-        if len(buf) >= size:
-            yield buf[:]
-            buf.clear()
-    if buf:
-        yield buf[:]
-        buf.clear()
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux ``ru_maxrss`` is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1229,8 +1373,14 @@ def main(argv: list[str] | None = None) -> int:
         rows_per_file=args.rows_per_file,
         start=start,
         days=args.days,
+        progress=sys.stderr.isatty(),
     )
-    print(f"wrote {n} traces to {args.traces} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    files = len(list(Path(args.traces).glob("date=*/synth-*.parquet")))
+    print(
+        f"wrote {n} traces in {files} Parquet files to {args.traces} in {time.perf_counter() - t0:.1f}s"
+        f" (peak memory {peak_rss_mb():.0f} MB)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -277,3 +278,29 @@ def test_cli(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "wrote 300 traces" in out.stderr
     assert sum(pq.ParquetFile(f).metadata.num_rows for f in (tmp_path / "t").glob("date=*/*.parquet")) == 300
+
+
+def _peak_rss_mb(calls: int, folder: Path) -> tuple[float, str]:
+    """Run the CLI (bodies on, the default) in its own process; its peak RSS from ``wait4``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analytics.synth", "--traces", str(folder), "--calls", str(calls), "--seed", "4"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, err
+    return usage.ru_maxrss / 1024.0, err
+
+
+@pytest.mark.timeout(1200)
+def test_memory_bounded_by_one_batch(tmp_path: Path) -> None:
+    small, _ = _peak_rss_mb(50_000, tmp_path / "s")
+    large, err = _peak_rss_mb(200_000, tmp_path / "l")
+    print(f"peak RSS: 50k calls {small:.0f} MB, 200k calls {large:.0f} MB")
+    assert large < small * 1.3 + 100, (small, large)  # 4x the calls, not 4x the memory
+    assert "wrote 200000 traces in" in err and "peak memory" in err and "\r" not in err  # no bar off a terminal
+    files = list((tmp_path / "l").glob("date=*/*.parquet"))
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 200_000
+    assert not list((tmp_path / "l").glob("date=*/*.tmp"))
