@@ -267,20 +267,21 @@ def verify(directory: Path, anchor: Path | None = None) -> VerifyResult:
             records = [json.loads(line) for line in Path(anchor).read_text().splitlines() if line.strip()]
         except (OSError, ValueError) as exc:
             return VerifyResult(False, count, head_seq, prev, f"anchor {anchor} cannot be read: {exc}")
-        for rec in records:
-            seq, head = int(rec["seq"]), str(rec["hash"])
-            if seq > head_seq:
-                result.ok = False
-                result.problem = (
-                    f"the log ends at seq {head_seq} but the anchor recorded seq {seq}: "
-                    f"{seq - head_seq} entr{'y' if seq - head_seq == 1 else 'ies'} truncated from the tail"
-                )
-                return result
-            if hashes.get(seq) != head:
+        anchored = sorted((int(rec["seq"]), str(rec["hash"])) for rec in records)
+        for seq, head in anchored:
+            if seq <= head_seq and hashes.get(seq) != head:
                 result.ok = False
                 result.problem = f"entry seq {seq} differs from its anchored hash: history was rewritten"
                 return result
-            result.anchored_seq = seq
+        if anchored and anchored[-1][0] > head_seq:
+            seq, missing = anchored[-1][0], anchored[-1][0] - head_seq
+            result.ok = False
+            result.problem = (
+                f"the log ends at seq {head_seq} but the anchor recorded seq {seq}: "
+                f"{missing} entr{'y' if missing == 1 else 'ies'} truncated from the tail"
+            )
+            return result
+        result.anchored_seq = anchored[-1][0] if anchored else None
     return result
 
 
