@@ -97,8 +97,7 @@ def start_admin(
     """A vault (acme/platform, acme/payments, one provider + route, a credential per role) and the
     admin API serving it with an audit anchor and the synthetic traces for usage."""
     path, key_file, secret = build_vault(tmp)
-    audit_dir, anchor = tmp / "audit", tmp / "anchor" / "audit-head.jsonl"
-    store = VaultStore(path, secret, AuditLog(audit_dir, anchor))
+    store = VaultStore(path, secret, AuditLog(tmp / "audit", tmp / "anchor" / "audit-head.jsonl"))
     creds: dict[str, str] = {}
     with store.edit(EditContext(actor="test-setup", role="break_glass", action="test.setup")) as v:
         v.add_team("acme", "platform", admins=[ALICE])
@@ -115,6 +114,16 @@ def start_admin(
         creds["auditor"] = v.create_admin(name="audit@acme.example", role="auditor", org="acme")[1]
     traces = tmp / "traces"
     write_dataset(traces, 300, seed=5)
+    server = serve(tmp, path, key_file, secret, traces=traces)
+    server.creds, server.secrets = creds, [provider_key, *creds.values()]
+    return server
+
+
+def serve(tmp: Path, path: Path, key_file: Path, secret: bytes, traces: Path | None = None) -> AdminServer:
+    """``codexgate admin serve`` (the console script) on a free loopback port over ``path``, with its
+    audit log in ``tmp/audit`` and the head anchor in ``tmp/anchor``."""
+    audit_dir, anchor = tmp / "audit", tmp / "anchor" / "audit-head.jsonl"
+    store = VaultStore(path, secret, AuditLog(audit_dir, anchor))
     port = free_port()
     log_path = tmp / "admin-serve.log"
     env = clean_env(
@@ -125,9 +134,10 @@ def start_admin(
             "CODEXGATE_AUDIT_ANCHOR": str(anchor),
         }
     )
+    extra = ["--traces", str(traces)] if traces else []
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [CODEXGATE, "admin", "serve", "--port", str(port), "--traces", str(traces)],
+            [CODEXGATE, "admin", "serve", "--port", str(port), *extra],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -145,9 +155,7 @@ def start_admin(
             proc.kill()
             raise RuntimeError("admin serve did not start:\n" + log_path.read_text()[-3000:])
         time.sleep(0.1)
-    return AdminServer(
-        proc, url, store, path, key_file, audit_dir, anchor, log_path, creds, [provider_key, *creds.values()]
-    )
+    return AdminServer(proc, url, store, path, key_file, audit_dir, anchor, log_path)
 
 
 @pytest.fixture(scope="module")
