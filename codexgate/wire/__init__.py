@@ -8,7 +8,7 @@ Layer: imports only ``codexgate.core`` and the standard library.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from codexgate.wire import anthropic, chat, responses
 from codexgate.wire.common import (
@@ -16,15 +16,16 @@ from codexgate.wire.common import (
     TOOL_CALL_TYPES,
     TOOL_OUTPUT_TYPES,
     Api,
+    EventReassembler,
     Outcome,
     Reassembled,
-    as_dict,
     error_fields,
     instruction_values,
     item_digest,
 )
 from codexgate.wire.common import instructions_text as _instructions_text
 from codexgate.wire.sse import SseEvent, SseParser
+from codexgate.wire.values import as_dict
 
 __all__ = [
     "ERROR_OUTCOMES",
@@ -35,7 +36,7 @@ __all__ = [
     "Reassembled",
     "SseEvent",
     "SseParser",
-    "StreamReassembler",
+    "EventReassembler",
     "from_json_body",
     "input_items",
     "instruction_values",
@@ -44,15 +45,6 @@ __all__ = [
     "reassemble",
     "reassembler",
 ]
-
-
-class StreamReassembler(Protocol):
-    r: Reassembled
-    first_token: bool
-
-    def on_event(self, ev: SseEvent) -> bool: ...
-
-    def result(self) -> Reassembled: ...
 
 
 _MODULES = {Api.RESPONSES: responses, Api.CHAT: chat, Api.ANTHROPIC: anthropic}
@@ -75,7 +67,7 @@ def instructions_text(api: str | None, body: Any) -> str | None:
     return _instructions_text(body, input_items(api, body))
 
 
-def reassembler(api: str | None) -> StreamReassembler:
+def reassembler(api: str | None) -> EventReassembler:
     """A fresh stream reassembler for ``api`` (Responses for unknown APIs)."""
     module = _MODULES.get(api, responses)  # type: ignore[call-overload]
     return module.Reassembler()

@@ -9,20 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from codexgate.core.pricing import Usage
-from codexgate.wire.common import (
-    Api,
-    EventReassembler,
-    Reassembled,
-    as_dict,
-    as_index,
-    as_int,
-    as_list,
-    as_str,
-    error_fields,
-    loads_object,
-    text_of,
-)
-from codexgate.wire.sse import SseEvent, frame, pieces
+from codexgate.wire.common import Api, EventReassembler, Reassembled, error_fields
+from codexgate.wire.sse import frame, pieces
+from codexgate.wire.values import as_dict, as_index, as_int, as_list, as_str, text_of
 
 API = Api.ANTHROPIC
 PATHS = ("/v1/messages",)
@@ -77,12 +66,7 @@ class Reassembler(EventReassembler):
         self._stop: str | None = None
         self._message: dict[str, Any] = {}
 
-    def on_event(self, ev: SseEvent) -> bool:
-        self.r.event_count += 1
-        obj = loads_object(ev.data)
-        if obj is None:
-            return False
-        kind = as_str(obj.get("type")) or ev.event
+    def _on_object(self, kind: str | None, obj: dict[str, Any]) -> bool:
         first = False
         if kind == "message_start":
             self._message = dict(as_dict(obj.get("message")))

@@ -8,20 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from codexgate.core.pricing import Usage
-from codexgate.wire.common import (
-    Api,
-    EventReassembler,
-    Reassembled,
-    as_dict,
-    as_index,
-    as_int,
-    as_list,
-    as_str,
-    error_fields,
-    loads_object,
-    text_of,
-)
-from codexgate.wire.sse import SseEvent, frame, pieces
+from codexgate.wire.common import Api, EventReassembler, Reassembled, error_fields
+from codexgate.wire.sse import frame, pieces
+from codexgate.wire.values import as_dict, as_index, as_int, as_list, as_str, text_of
 
 API = Api.CHAT
 PATHS = ("/v1/chat/completions", "/chat/completions")
@@ -52,14 +41,11 @@ class Reassembler(EventReassembler):
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
 
-    def on_event(self, ev: SseEvent) -> bool:
-        self.r.event_count += 1
-        if ev.data.strip() == "[DONE]":
+    def _on_text(self, data: str) -> None:
+        if data.strip() == "[DONE]":
             self.r.terminal = True
-            return False
-        obj = loads_object(ev.data)
-        if obj is None:
-            return False
+
+    def _on_object(self, kind: str | None, obj: dict[str, Any]) -> bool:
         if isinstance(obj.get("error"), dict):
             self.r.failed = True
             kind, self.r.error_message = error_fields(obj["error"], "")

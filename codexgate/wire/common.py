@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from codexgate.core.pricing import Usage
+from codexgate.wire.sse import SseEvent
+from codexgate.wire.values import as_dict, as_str, loads_object
 
 
 class Api(StrEnum):
@@ -60,51 +62,6 @@ class Reassembled:
     event_count: int = 0
     terminal: bool = False  # the format's end-of-response event was seen
     failed: bool = False  # the stream ended in an error event
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    """``value`` if it is a JSON array, else an empty one."""
-    return value if isinstance(value, list) else []
-
-
-def as_str(value: Any) -> str | None:
-    """``value`` if it is a string, else ``None``."""
-    return value if isinstance(value, str) else None
-
-
-def text_of(value: Any) -> str:
-    """``value`` if it is a string, else ``""``."""
-    return value if isinstance(value, str) else ""
-
-
-def as_int(value: Any) -> int | None:
-    """A JSON number as an int (booleans and non-finite numbers read as absent)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return int(value)
-    except (OverflowError, ValueError):
-        return None
-
-
-def as_index(value: Any, default: int) -> int:
-    """A small non-negative index (stream positions), ``default`` when absent or absurd."""
-    n = as_int(value)
-    return n if n is not None and 0 <= n < 1_000_000 else default
-
-
-def loads_object(data: str) -> dict[str, Any] | None:
-    """One SSE ``data:`` payload as a JSON object, ``None`` for anything else."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def error_fields(err: Any, default: str) -> tuple[str, str | None]:
@@ -175,6 +132,21 @@ class EventReassembler:
     def __init__(self) -> None:
         self.r = Reassembled()
         self.first_token = False
+
+    def on_event(self, ev: SseEvent) -> bool:
+        """Feed one event; True if it carried the first output token."""
+        self.r.event_count += 1
+        obj = loads_object(ev.data)
+        if obj is None:
+            self._on_text(ev.data)
+            return False
+        return self._on_object(as_str(obj.get("type")) or ev.event, obj)
+
+    def _on_text(self, data: str) -> None:
+        """An event whose data is not a JSON object (ignored unless the API gives it a meaning)."""
+
+    def _on_object(self, kind: str | None, obj: dict[str, Any]) -> bool:
+        raise NotImplementedError
 
     def _token(self) -> bool:
         """Note an output token; True only for the first one."""

@@ -9,20 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from codexgate.core.pricing import Usage
-from codexgate.wire.common import (
-    Api,
-    EventReassembler,
-    Reassembled,
-    as_dict,
-    as_index,
-    as_int,
-    as_list,
-    as_str,
-    error_fields,
-    loads_object,
-    text_of,
-)
-from codexgate.wire.sse import SseEvent, frame, pieces
+from codexgate.wire.common import Api, EventReassembler, Reassembled, error_fields
+from codexgate.wire.sse import frame, pieces
+from codexgate.wire.values import as_dict, as_index, as_int, as_list, as_str, text_of
 
 API = Api.RESPONSES
 PATHS = ("/v1/responses", "/responses")
@@ -93,13 +82,7 @@ class Reassembler(EventReassembler):
         self._text: list[str] = []
         self._reasoning: list[str] = []
 
-    def on_event(self, ev: SseEvent) -> bool:
-        """Feed one event; returns True if it carried the first output token."""
-        self.r.event_count += 1
-        obj = loads_object(ev.data)
-        if obj is None:
-            return False
-        kind = as_str(obj.get("type")) or ev.event
+    def _on_object(self, kind: str | None, obj: dict[str, Any]) -> bool:
         first = False
         if kind in FIRST_TOKEN_EVENTS:
             first = self._token() or first
@@ -170,6 +153,13 @@ def from_json_body(body: Any, r: Reassembled) -> None:
 # --------------------------------------------------------------------------- encoder
 
 
+# tool-call item type -> (the field its text streams into, the event-name stem of that stream)
+_CALL_STREAMS = {
+    "function_call": ("arguments", "response.function_call_arguments"),
+    "custom_tool_call": ("input", "response.custom_tool_call_input"),
+}
+
+
 class _Events:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -201,26 +191,14 @@ def _item_events(ev: _Events, idx: int, item: Any, split: Callable[[str], list[s
                     ev("response.output_text.delta", **ids, content_index=j, delta=delta, logprobs=[])
                 ev("response.output_text.done", **ids, content_index=j, text=text, logprobs=[])
             ev("response.content_part.done", **ids, content_index=j, part=part)
-    elif kind == "function_call":
-        args = text_of(item.get("arguments"))
-        ev(
-            "response.output_item.added",
-            output_index=idx,
-            item={**item, "status": "in_progress", "arguments": ""},
-        )
-        for delta in split(args):
-            ev("response.function_call_arguments.delta", **ids, delta=delta)
-        ev("response.function_call_arguments.done", **ids, name=item.get("name"), arguments=args)
-    elif kind == "custom_tool_call":
-        text = text_of(item.get("input"))
-        ev(
-            "response.output_item.added",
-            output_index=idx,
-            item={**item, "status": "in_progress", "input": ""},
-        )
+    elif kind in _CALL_STREAMS:
+        field, stream = _CALL_STREAMS[kind]
+        text = text_of(item.get(field))
+        ev("response.output_item.added", output_index=idx, item={**item, "status": "in_progress", field: ""})
         for delta in split(text):
-            ev("response.custom_tool_call_input.delta", **ids, delta=delta)
-        ev("response.custom_tool_call_input.done", **ids, input=text)
+            ev(f"{stream}.delta", **ids, delta=delta)
+        named = {"name": item.get("name")} if kind == "function_call" else {}
+        ev(f"{stream}.done", **ids, **named, **{field: text})
     elif kind == "reasoning":
         ev("response.output_item.added", output_index=idx, item={**item, "summary": []})
         for n, part in enumerate(as_list(item.get("summary"))):
