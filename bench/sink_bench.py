@@ -17,6 +17,11 @@ the gateway would wait). Sustained rate = rows / (write time + time ``close()`` 
 spool into Parquet), so a sink whose conversion falls behind is charged for its backlog. Then a
 closed segment of 10,000 rows is converted alone to time Parquet conversion, and each distinct
 sample row once (shuffled) to measure bytes per trace without repeats for zstd to exploit.
+
+``first``: a fresh sink's first conversion (in its own thread) while the probe runs: the stall a
+gateway sees in its first seconds (a lazy import on that path, e.g. pandas via a pyarrow
+Python->Arrow conversion, would hold the GIL for the length of the import). Run it in a fresh
+process to see a true first conversion; here it is the first of this process, before the others.
 """
 
 from __future__ import annotations
@@ -138,6 +143,35 @@ async def run(
     }
 
 
+async def first_conversion(traces: Path, rows: list[dict[str, Any]], n: int = 500) -> dict[str, Any]:
+    """Loop lag while a just-started sink converts its first segment in its own thread."""
+    sink = TraceSink(traces, flush_interval_s=3600)
+    sink.start()
+    before = set(sys.modules)
+    for i in range(n):
+        sink.write(fresh(rows[i % len(rows)]))
+    lags: list[float] = []
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe(lags, stop))
+    await asyncio.sleep(0.05)
+    lags.clear()
+    t0 = time.perf_counter()
+    sink._rotate()  # hand the segment to the conversion thread, as the sync thread does on its interval
+    while spool.list_segments(sink.spool_dir):
+        await asyncio.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await prober
+    sink.close()
+    return {
+        "rows": n,
+        "seconds": elapsed,
+        "lag_ms_p99": percentile(lags, 0.99) * 1e3,
+        "lag_ms_max": max(lags, default=0.0) * 1e3,
+        "imported": sorted(m for m in set(sys.modules) - before if "." not in m),
+    }
+
+
 def conversion(traces: Path, rows: list[dict[str, Any]], n: int = 10_000) -> dict[str, float]:
     directory = traces / spool.SPOOL_DIR / "bench"
     directory.mkdir(parents=True)
@@ -199,6 +233,12 @@ def measure(args: argparse.Namespace, base: Path) -> int:
     print(
         f"{len(rows)} synthetic rows, request body median {statistics.median(bodies) / 1000:.1f} KB "
         f"(generated in {time.perf_counter() - t:.1f} s); work dir {base}"
+    )
+    f = asyncio.run(first_conversion(base / "first", rows))
+    print(
+        f"[first] first conversion after start ({f['rows']} rows, {f['seconds']:.2f} s in the sink's thread): "
+        f"loop lag p99 {f['lag_ms_p99']:.2f} ms, max {f['lag_ms_max']:.2f} ms; "
+        f"modules imported meanwhile: {', '.join(f['imported']) or 'none'}"
     )
     runs = (("max", None, TraceSink), ("paced", args.rate, TraceSink), ("baseline", args.rate, EncodeOnly))
     for name, rate, sink_type in runs:
