@@ -12,7 +12,6 @@ from typing import Any
 
 from codexgate.wire import anthropic, chat, responses
 from codexgate.wire.common import (
-    ERROR_OUTCOMES,
     TOOL_CALL_TYPES,
     TOOL_OUTPUT_TYPES,
     Api,
@@ -28,7 +27,6 @@ from codexgate.wire.sse import SseEvent, SseParser
 from codexgate.wire.values import as_dict
 
 __all__ = [
-    "ERROR_OUTCOMES",
     "TOOL_CALL_TYPES",
     "TOOL_OUTPUT_TYPES",
     "Api",

@@ -38,8 +38,6 @@ class Outcome(StrEnum):
     GATEWAY_ERROR = "gateway_error"
 
 
-ERROR_OUTCOMES = (Outcome.UPSTREAM_ERROR, Outcome.GATEWAY_ERROR, Outcome.INCOMPLETE)
-
 # Tool results (their content, not their call id, is their identity) and tool calls (Responses items).
 TOOL_OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 TOOL_CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call", "web_search_call")
