@@ -35,6 +35,7 @@ from codexgate.wire import (
     instruction_values,
     item_digest,
 )
+from codexgate.wire.codex import common_prefix
 
 # ---------------------------------------------------------------------------------------------
 # SQL
@@ -419,11 +420,7 @@ def new_items_by_diff(previous: Sequence[Any] | None, current: Sequence[Any]) ->
     """Items of ``current`` after the longest common prefix with ``previous`` (all when no previous)."""
     if not previous:
         return list(current)
-    start = 0
-    for a, b in zip(previous, current, strict=False):
-        if item_digest(a) != item_digest(b):
-            break
-        start += 1
+    start = common_prefix([item_digest(a) for a in previous], [item_digest(b) for b in current])
     return list(current[start:])
 
 
