@@ -22,6 +22,8 @@ navigation = st.navigation(
         st.Page(PAGES / "replay.py", title="Replay", icon="⏯️", url_path="replay"),
         st.Page(PAGES / "guardrails.py", title="Guardrails", icon="🛡️", url_path="guardrails"),
         st.Page(PAGES / "errors.py", title="Errors", icon="🚨", url_path="errors"),
+        st.Page(PAGES / "admin.py", title="Admin", icon="🔑", url_path="admin"),
+        st.Page(PAGES / "audit.py", title="Audit", icon="📜", url_path="audit"),
     ]
 )
 navigation.run()
