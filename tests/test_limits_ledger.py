@@ -4,6 +4,7 @@ Every test runs on both; times are injected (``now``) except where real processe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -139,8 +140,10 @@ _WORKER = textwrap.dedent(
             sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
             rs = await asyncio.gather(*[ledger.reserve(levels, est, now) for _ in range(n)])
             held = [r for r in rs if isinstance(r, Reservation)]
+            print(json.dumps({"held": len(held)}), flush=True)
+            sys.stdin.readline()  # settle only once both processes have reserved
             await asyncio.gather(*[ledger.settle(r, 0.009, 1800) for r in held])
-            print(json.dumps({"held": len(held)}))
+            print("settled", flush=True)
         else:  # "orphan": settle one call, reserve another, then wait to be killed
             r = await ledger.reserve(levels, est, now)
             await ledger.settle(r, 0.008, 1600)
@@ -173,9 +176,13 @@ def test_two_processes_share_one_budget(make_ledger: tuple[Factory, str]) -> Non
         p.stdin.flush()
     held = []
     for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        held.append(int(out.strip().splitlines()[-1].split(":")[1].strip(" }")))
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith('{"held"'), (line, p.stderr.read() if p.stderr else "")
+        held.append(json.loads(line)["held"])
+    for p in procs:
+        out, err = p.communicate("settle\n", timeout=60)
+        assert p.returncode == 0 and out.strip() == "settled", err
     level = Level("team", "acme/shared", LevelLimits(budget_usd=0.105, period="total"))
 
     async def status() -> float:

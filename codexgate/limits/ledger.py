@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -237,12 +238,16 @@ def rate_retry_after(events: list[tuple[float, int]], now: float, drop_requests:
 
 @dataclass
 class LevelState:
-    """What a backend read for one level inside its atomic section."""
+    """What a backend read for one level inside its atomic section. ``events`` (the window's
+    ``(ts, tokens)`` sorted by time) is only loaded when a rate limit refuses, to compute
+    ``retry_after``; the common path needs only the counts."""
 
     spent: float = 0.0
     reserved: float = 0.0
     concurrent: int = 0
-    events: list[tuple[float, int]] = field(default_factory=list)  # (ts, tokens) in window, sorted
+    requests: int = 0
+    tokens: int = 0
+    events: Callable[[], list[tuple[float, int]]] = field(default=lambda: [])
 
 
 def check_level(w: LevelWindow, st: LevelState, est: Estimate, now: float) -> Denial | None:
@@ -254,15 +259,12 @@ def check_level(w: LevelWindow, st: LevelState, est: Estimate, now: float) -> De
             return Denial(w.level, "budget", lim.budget_usd, remaining, None, w.resets_at)
     if lim.max_concurrent is not None and st.concurrent >= lim.max_concurrent:
         return Denial(w.level, "concurrency", lim.max_concurrent, 0, 1.0, None)
-    n = len(st.events)
-    if lim.rpm is not None and n >= lim.rpm:
-        ra = rate_retry_after(st.events, now, n - lim.rpm + 1, 0)
+    if lim.rpm is not None and st.requests >= lim.rpm:
+        ra = rate_retry_after(st.events(), now, st.requests - lim.rpm + 1, 0)
         return Denial(w.level, "rpm", lim.rpm, 0, ra, None)
-    if lim.tpm is not None:
-        used = sum(t for _, t in st.events)
-        if used > 0 and used + est.tokens > lim.tpm:
-            ra = rate_retry_after(st.events, now, 0, used + est.tokens - lim.tpm)
-            return Denial(w.level, "tpm", lim.tpm, max(0, lim.tpm - used), ra, None)
+    if lim.tpm is not None and st.tokens > 0 and st.tokens + est.tokens > lim.tpm:
+        ra = rate_retry_after(st.events(), now, 0, st.tokens + est.tokens - lim.tpm)
+        return Denial(w.level, "tpm", lim.tpm, max(0, lim.tpm - st.tokens), ra, None)
     return None
 
 

@@ -9,8 +9,8 @@ scripts build key names from their arguments, so Redis Cluster is not supported.
 
 Keys (prefix ``cg:`` by default): ``sp:{level}:{period_start}`` spend (float string);
 ``rs:{level}`` hash res_id -> "cost|tokens|period_start"; ``exp`` zset "res_id|level" by
-expiry time; ``ev:{level}`` zset res_id by request time and ``et:{level}`` hash res_id ->
-tokens (the sliding RPM/TPM window); ``ex`` hash "res_id|level" -> "period_start|cost" of
+expiry time; ``ev:{level}`` zset res_id by request time, ``et:{level}`` hash res_id ->
+tokens and ``es:{level}`` their sum (the sliding RPM/TPM window); ``ex`` hash "res_id|level" -> "period_start|cost" of
 expired reservations whose estimate was charged.
 """
 
@@ -52,11 +52,16 @@ local function expire(now)
   return #due
 end
 local function state(lvl, ps, now)
-  local ev, et = P .. 'ev:' .. lvl, P .. 'et:' .. lvl
+  local ev, et, es = P .. 'ev:' .. lvl, P .. 'et:' .. lvl, P .. 'es:' .. lvl
   local old = redis.call('ZRANGEBYSCORE', ev, '-inf', now - 60)
   if #old > 0 then
+    local drop = 0
+    for _, m in ipairs(old) do
+      drop = drop + tonumber(redis.call('HGET', et, m) or '0')
+      redis.call('HDEL', et, m)
+    end
     redis.call('ZREMRANGEBYSCORE', ev, '-inf', now - 60)
-    for _, m in ipairs(old) do redis.call('HDEL', et, m) end
+    redis.call('DECRBY', es, drop)
   end
   local spent = tonumber(redis.call('GET', P .. 'sp:' .. lvl .. ':' .. ps) or '0')
   local reserved, conc = 0, 0
@@ -64,13 +69,16 @@ local function state(lvl, ps, now)
     reserved = reserved + tonumber(string.match(v, '^([^|]+)|'))
     conc = conc + 1
   end
-  local evs = redis.call('ZRANGE', ev, 0, -1, 'WITHSCORES')
-  local ts, toks, used = {}, {}, 0
+  return spent, reserved, conc, redis.call('ZCARD', ev), tonumber(redis.call('GET', es) or '0')
+end
+local function events(lvl)
+  local evs = redis.call('ZRANGE', P .. 'ev:' .. lvl, 0, -1, 'WITHSCORES')
+  local ts, toks = {}, {}
   for j = 1, #evs, 2 do
-    local t = tonumber(redis.call('HGET', et, evs[j]) or '0')
-    ts[#ts + 1] = tonumber(evs[j + 1]); toks[#toks + 1] = t; used = used + t
+    ts[#ts + 1] = tonumber(evs[j + 1])
+    toks[#toks + 1] = tonumber(redis.call('HGET', P .. 'et:' .. lvl, evs[j]) or '0')
   end
-  return spent, reserved, conc, ts, toks, used
+  return ts, toks
 end
 local function retry_after(ts, toks, now, dr, dt)
   local r, t = 0, 0
@@ -92,20 +100,22 @@ for i = 1, n do
   local b = 8 + (i - 1) * 7
   local lvl, ps = ARGV[b], ARGV[b + 1]
   local budget, maxc, rpm, tpm = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
-  local spent, reserved, conc, ts, toks, used = state(lvl, ps, now)
+  local spent, reserved, conc, nreq, used = state(lvl, ps, now)
   if budget >= 0 then
     local remaining = budget - spent - reserved
     if cost > remaining + 1e-12 then return {0, i, 'budget', tostring(budget), tostring(remaining), ''} end
   end
   if maxc >= 0 and conc >= maxc then return {0, i, 'concurrency', tostring(maxc), '0', '1'} end
-  if rpm >= 0 and #ts >= rpm then
-    return {0, i, 'rpm', tostring(rpm), '0', tostring(retry_after(ts, toks, now, #ts - rpm + 1, 0))}
+  if rpm >= 0 and nreq >= rpm then
+    local ts, toks = events(lvl)
+    return {0, i, 'rpm', tostring(rpm), '0', tostring(retry_after(ts, toks, now, nreq - rpm + 1, 0))}
   end
   if tpm >= 0 and used > 0 and used + tokens > tpm then
+    local ts, toks = events(lvl)
     return {0, i, 'tpm', tostring(tpm), tostring(math.max(0, tpm - used)),
             tostring(retry_after(ts, toks, now, 0, used + tokens - tpm))}
   end
-  st[i] = {spent, reserved, #ts, used, conc}
+  st[i] = {spent, reserved, nreq, used, conc}
 end
 local out = {1}
 for i = 1, n do
@@ -116,6 +126,7 @@ for i = 1, n do
   if rate == '1' then
     redis.call('ZADD', P .. 'ev:' .. lvl, now, rid)
     redis.call('HSET', P .. 'et:' .. lvl, rid, tokens)
+    redis.call('INCRBY', P .. 'es:' .. lvl, tokens)
   end
   local s = st[i]
   out[#out + 1] = tostring(s[1]); out[#out + 1] = tostring(s[2]); out[#out + 1] = tostring(s[3])
@@ -140,7 +151,11 @@ for i = 1, n do
       redis.call('HDEL', P .. 'ex', m)
     end
   end
-  if redis.call('HEXISTS', P .. 'et:' .. lvl, rid) == 1 then redis.call('HSET', P .. 'et:' .. lvl, rid, tokens) end
+  local prev = redis.call('HGET', P .. 'et:' .. lvl, rid)
+  if prev then
+    redis.call('HSET', P .. 'et:' .. lvl, rid, tokens)
+    redis.call('INCRBY', P .. 'es:' .. lvl, tonumber(tokens) - tonumber(prev))
+  end
 end
 return 1
 """
@@ -150,8 +165,8 @@ local now, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 expire(now)
 local out = {}
 for i = 1, n do
-  local spent, reserved, conc, ts, toks, used = state(ARGV[3 + 2 * i - 1], ARGV[3 + 2 * i], now)
-  out[#out + 1] = tostring(spent); out[#out + 1] = tostring(reserved); out[#out + 1] = tostring(#ts)
+  local spent, reserved, conc, nreq, used = state(ARGV[3 + 2 * i - 1], ARGV[3 + 2 * i], now)
+  out[#out + 1] = tostring(spent); out[#out + 1] = tostring(reserved); out[#out + 1] = tostring(nreq)
   out[#out + 1] = tostring(used); out[#out + 1] = tostring(conc)
 end
 return out

@@ -4,12 +4,16 @@ All SQLite work runs in ONE dedicated worker thread that owns the connection; th
 hand it work and await the result, so mitmproxy's event loop never blocks on the file. Every
 mutation is one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock up front: two
 gateway processes sharing the file (or the CLI) serialise on it, so the check-and-reserve is
-atomic across processes too. ``synchronous=FULL``: a committed reservation or settlement
-survives a power loss or SIGKILL; a restart reads the same spend.
+atomic across processes too. Durability: with the default ``synchronous=NORMAL`` (WAL) every
+committed reservation and settlement is in the WAL file when ``reserve``/``settle`` return, so it
+survives SIGKILL of the gateway and a restart reads the same spend; only an OS crash or power
+loss can roll back the last commits (which ``ledger rebuild`` recovers from the traces).
+``durability="full"`` (``synchronous=FULL``) also survives power loss, at one fsync per call.
 
 Tables: ``spend(level, period_start, spent_usd)``; ``reservations(res_id, level, period_start,
 cost_usd, tokens, created, expires, owner)`` — one row per level; ``events(level, ts, tokens,
-res_id)`` — the sliding RPM/TPM window; ``expired(res_id, level, period_start, cost_usd,
+res_id)`` — the sliding RPM/TPM window, with ``rate_totals(level, requests, tokens)`` kept equal
+to its count and token sum so a check never scans the window; ``expired(res_id, level, period_start, cost_usd,
 expired_at)`` — estimates charged for reservations whose owner never settled.
 """
 
@@ -58,6 +62,8 @@ CREATE TABLE IF NOT EXISTS events (level TEXT NOT NULL, ts REAL NOT NULL, tokens
   res_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_level_ts ON events (level, ts);
 CREATE INDEX IF NOT EXISTS events_res ON events (res_id);
+CREATE TABLE IF NOT EXISTS rate_totals (level TEXT PRIMARY KEY, requests INTEGER NOT NULL,
+  tokens INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS expired (res_id TEXT NOT NULL, level TEXT NOT NULL, period_start INTEGER NOT NULL,
   cost_usd REAL NOT NULL, expired_at REAL NOT NULL, PRIMARY KEY (res_id, level)) WITHOUT ROWID;
 """
@@ -67,7 +73,12 @@ class SqliteLedger(Ledger):
     """SQLite ledger at ``path``. Invariant: ``self._conn`` is created, used and closed only
     in the single worker thread of ``self._pool``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, ttl_seconds: float = 900.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, ttl_seconds: float = 900.0, durability: str = "normal"
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.durability = durability
         self.path = Path(path)
         self.ttl_seconds = float(ttl_seconds)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -82,7 +93,7 @@ class SqliteLedger(Ledger):
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
         conn.executescript(_SCHEMA)
         self._conn = conn
         self._thread = threading.get_ident()
@@ -121,17 +132,29 @@ class SqliteLedger(Ledger):
 
     @staticmethod
     def _state(conn: sqlite3.Connection, level: str, ps: int, now: float) -> LevelState:
-        conn.execute("DELETE FROM events WHERE level = ? AND ts <= ?", (level, now - RATE_WINDOW_SECONDS))
+        cutoff = now - RATE_WINDOW_SECONDS
+        old_n, old_t = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM events WHERE level = ? AND ts <= ?", (level, cutoff)
+        ).fetchone()
+        if old_n:
+            conn.execute("DELETE FROM events WHERE level = ? AND ts <= ?", (level, cutoff))
+            conn.execute(
+                "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? WHERE level = ?",
+                (old_n, old_t, level),
+            )
         spent = conn.execute(
             "SELECT spent_usd FROM spend WHERE level = ? AND period_start = ?", (level, ps)
         ).fetchone()
         reserved, concurrent = conn.execute(
             "SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) FROM reservations WHERE level = ?", (level,)
         ).fetchone()
-        events = conn.execute(
-            "SELECT ts, tokens FROM events WHERE level = ? ORDER BY ts", (level,)
-        ).fetchall()
-        return LevelState(spent[0] if spent else 0.0, reserved, concurrent, events)
+        totals = conn.execute("SELECT requests, tokens FROM rate_totals WHERE level = ?", (level,)).fetchone()
+        requests, tokens = totals or (0, 0)
+
+        def events() -> list[tuple[float, int]]:
+            return conn.execute("SELECT ts, tokens FROM events WHERE level = ? ORDER BY ts", (level,)).fetchall()
+
+        return LevelState(spent[0] if spent else 0.0, reserved, concurrent, requests, tokens, events)
 
     def _reserve(self, levels: list[Level], est: Estimate, now_dt: datetime) -> Reservation | Denial:
         conn = self._conn
@@ -159,9 +182,14 @@ class SqliteLedger(Ledger):
                 )
                 if lim.rpm is not None or lim.tpm is not None:
                     conn.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (w.level.id, now, est.tokens, res_id))
+                    conn.execute(
+                        "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (level) DO UPDATE SET "
+                        "requests = requests + 1, tokens = tokens + excluded.tokens",
+                        (w.level.id, est.tokens),
+                    )
                 status.append(
-                    make_status(w, st.spent, st.reserved + est.cost_usd, len(st.events) + 1,
-                                sum(t for _, t in st.events) + est.tokens, st.concurrent + 1)
+                    make_status(w, st.spent, st.reserved + est.cost_usd, st.requests + 1,
+                                st.tokens + est.tokens, st.concurrent + 1)
                 )
             return Reservation(
                 res_id, tuple(levels), tuple(w.period_start for w in windows), est, now_dt, tuple(status)
@@ -189,7 +217,10 @@ class SqliteLedger(Ledger):
                     self._add_spend(conn, lv.id, exp[0], (cost or 0.0) - exp[1])
                     conn.execute("DELETE FROM expired WHERE res_id = ? AND level = ?", (res.id, lv.id))
             conn.execute("DELETE FROM reservations WHERE res_id = ?", (res.id,))
-            conn.execute("UPDATE events SET tokens = ? WHERE res_id = ?", (max(0, int(tokens)), res.id))
+            new = max(0, int(tokens))
+            for level, old in conn.execute("SELECT level, tokens FROM events WHERE res_id = ?", (res.id,)).fetchall():
+                conn.execute("UPDATE rate_totals SET tokens = tokens + ? WHERE level = ?", (new - old, level))
+            conn.execute("UPDATE events SET tokens = ? WHERE res_id = ?", (new, res.id))
 
         self._tx(conn, body)
 
@@ -203,8 +234,7 @@ class SqliteLedger(Ledger):
             out = []
             for w in level_windows(levels, now_dt):
                 st = self._state(conn, w.level.id, w.period_start, now)
-                out.append(make_status(w, st.spent, st.reserved, len(st.events),
-                                       sum(t for _, t in st.events), st.concurrent))
+                out.append(make_status(w, st.spent, st.reserved, st.requests, st.tokens, st.concurrent))
             return out
 
         return self._tx(conn, body)
