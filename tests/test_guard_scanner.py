@@ -239,7 +239,7 @@ def test_policy_resolution_most_specific_wins_and_section_round_trip() -> None:
         "org:acme": {"detectors": {"secrets": {"action": "flag", "stage": "async"}, "pii": {"action": "flag"}},
                      "limits": {"max_bytes": 5_000_000}},
         "team:acme/platform": {"detectors": {"secrets": {"action": "redact"}}, "banned_terms": ["aurora"]},
-        "project:acme/platform/gw": {"detectors": {"pii": {"action": "block"}}},
+        "project:acme/gw": {"detectors": {"pii": {"action": "block"}}},
         "key:0123456789ab": {"detectors": {"secrets": {"action": "block"}}, "on_incomplete": "block"},
     }
     section = to_section(scopes)
@@ -250,7 +250,7 @@ def test_policy_resolution_most_specific_wins_and_section_round_trip() -> None:
     assert p.banned_terms == ("aurora",) and p.max_bytes == 5_000_000 and p.on_incomplete == "block"
     other_key = resolve(back, "acme", "acme/platform", "gw", "ffffffffffff")
     assert other_key.rules["secrets"] == Rule("redact") and other_key.on_incomplete == "pass"
-    other_team = resolve(back, "acme", "acme/data", "gw", "ffffffffffff")
+    other_team = resolve(back, "acme", "acme/data", "web", "ffffffffffff")
     assert other_team.rules == {"secrets": Rule("flag", "async"), "pii": Rule("flag")}
     assert resolve(back, "other", "other/t", "p", "k").rules == {}
     with pytest.raises(PolicyError):
@@ -277,3 +277,16 @@ def test_banned_terms(scanner: GuardScanner) -> None:
     assert sorted(ih.hit.entity for ih in res.hits) == ["BANNED_TERM", "BANNED_TERM"]
     none = scanner.scan(items, detectors=("banned",), banned_terms=["other"], budget_s=30)
     assert none.hits == [] and none.items_scanned == 1  # a different term list is a different verdict
+
+
+def test_process_pool_gives_the_same_verdicts(engine: GuardEngine) -> None:
+    items = [msg("user", "x"), output("c", f"key {aws_key()} mail {email()}\n" + code_text(60, 3))]
+    threads = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128)
+    procs = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128, processes=True)
+    try:
+        a = threads.scan(items, budget_s=60)
+        b = procs.scan(items, budget_s=60)
+        assert a.hits == b.hits and {ih.hit.entity for ih in b.hits} == {"AWS_ACCESS_KEY", "EMAIL_ADDRESS"}
+    finally:
+        threads.close()
+        procs.close()

@@ -33,16 +33,15 @@ from presidio_analyzer.predefined_recognizers import (
 from codexgate.guard.injection import ENTITY as INJECTION_ENTITY
 from codexgate.guard.injection import InjectionRecognizer
 from codexgate.guard.limits import BANNED_ENTITY, BannedTermsRecognizer
+from codexgate.guard.names import BANNED, DETECTORS, INJECTION, LIMITS, PII, SECRETS, TEXT_DETECTORS
 from codexgate.guard.secrets import SECRET_ENTITIES, secret_recognizers
 
 # presidio logs every analysed entity list at INFO and regex timings at DEBUG; nothing of ours
 # goes there, but its warnings (recognizer load problems) stay visible.
 logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
 
-PII, SECRETS, INJECTION, BANNED, LIMITS = "pii", "secrets", "injection", "banned", "limits"
-DETECTORS: tuple[str, ...] = (PII, SECRETS, INJECTION, BANNED, LIMITS)
-# Detectors that look at item text (LIMITS looks at the call's size only).
-TEXT_DETECTORS: tuple[str, ...] = (PII, SECRETS, INJECTION, BANNED)
+__all__ = ["BANNED", "DETECTORS", "INJECTION", "LIMITS", "PII", "SECRETS", "TEXT_DETECTORS", "GuardEngine", "Hit"]
+
 
 PII_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS",
@@ -130,7 +129,22 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
 class UsefulIpRecognizer(IpRecognizer):
     """presidio's IP recognizer minus addresses that identify nobody: loopback, unspecified,
-    multicast, link-local and reserved (``127.0.0.1``, ``0.0.0.0``, ``::1``, ``169.254.x.x``)."""
+    multicast, link-local and reserved (``127.0.0.1``, ``0.0.0.0``, ``::1``, ``169.254.x.x``).
+
+    Its IPv6 regex is costly; it runs only when the text has a dotted quad or a hex ``:`` group."""
+
+    _GATE = regex.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d|[0-9A-Fa-f]{1,4}::?[0-9A-Fa-f]{1,4}:")
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        if not self._GATE.search(text):
+            return []
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
 
     def invalidate_result(self, pattern_text: str) -> bool:
         try:
@@ -156,7 +170,7 @@ class GatedPhoneRecognizer(PhoneRecognizer):
     presidio's pattern-only time on code; the gate keeps its results on text that has candidates
     and skips the rest."""
 
-    _CANDIDATE = regex.compile(r"\+?\(?\d[\d \t.\-()/]{5,22}\d")
+    _CANDIDATE = regex.compile(r"(?<![\w+])\+?\(?\d[\d \t.\-()/]{5,22}\d(?!\w)")
     _PAD = 24
 
     def analyze(

@@ -57,6 +57,17 @@ _PATTERNS: list[tuple[str, str, float]] = [
 ]
 
 
+_GATES: dict[str, tuple[str, ...]] = {
+    "override": ("ignore", "disregard", "forget", "override", "bypass", "skip"),
+    "new_role": ("now", "act as"),
+    "fake_turn": ("<|", "inst]", "# system", "#system", "# new instructions", "<system", "</system",
+                  "<instructions", "</instructions"),
+    "new_instructions": ("instruction",),
+    "conceal": ("user",),
+    "exfiltrate": ("send", "post", "upload", "exfiltrate", "leak", "forward"),
+}
+
+
 class InjectionRecognizer(PatternRecognizer):
     """Case-insensitive instruction-override phrases (one entity, ``PROMPT_INJECTION``)."""
 
@@ -75,4 +86,19 @@ class InjectionRecognizer(PatternRecognizer):
         nlp_artifacts: NlpArtifacts | None = None,
         regex_flags: int | None = None,
     ) -> list[RecognizerResult]:
-        return super().analyze(text, entities, nlp_artifacts, _FLAGS)
+        # Case-insensitive alternations are slow on long text: run each pattern only when one of
+        # its literal trigger words occurs in the lower-cased text.
+        lowered = text.lower()
+        out: list[RecognizerResult] = []
+        for pattern in self.patterns:
+            gates = _GATES[pattern.name.removeprefix("injection_")]
+            if not any(g in lowered for g in gates):
+                continue
+            if pattern.compiled_regex is None or pattern.compiled_with_flags != _FLAGS:
+                pattern.compiled_regex = regex.compile(pattern.regex, _FLAGS)
+                pattern.compiled_with_flags = _FLAGS
+            for m in pattern.compiled_regex.finditer(text):
+                if m.end() > m.start():
+                    out.append(RecognizerResult(ENTITY, m.start(), m.end(), pattern.score,
+                                                recognition_metadata={"recognizer_name": self.name}))
+        return out

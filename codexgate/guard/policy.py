@@ -9,7 +9,7 @@ Stored in the vault as the raw JSON section ``guardrail_policies``::
                                        "limits": {"max_bytes": 2000000, "max_input_tokens": 400000},
                                        "banned_terms": ["project-aurora"], "banned_regexes": [],
                                        "on_incomplete": "pass"},
-       "project:acme/platform/gw":    {...},
+       "project:acme/gateway":        {...},
        "key:0123456789ab":            {...}}}
 
 Resolution: org → team → project → key, most specific wins, field by field (a key scope that
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from codexgate.guard.engine import DETECTORS
+from codexgate.guard.names import DETECTORS
 
 SECTION = "guardrail_policies"
 ACTIONS = ("block", "redact", "flag")
@@ -79,11 +79,14 @@ class Policy:
 
 
 def scope_name(kind: str, value: str) -> str:
-    """``org:acme``, ``team:acme/platform``, ``project:acme/platform/gw``, ``key:<key_id>``."""
+    """``org:acme``, ``team:acme/platform``, ``project:acme/gateway``, ``key:<key_id>``."""
     if kind not in SCOPE_KINDS:
         raise PolicyError(f"unknown scope {kind!r}: expected one of {', '.join(SCOPE_KINDS)}")
-    if not value:
-        raise PolicyError(f"empty {kind} name")
+    parts = value.split("/")
+    want = 2 if kind in ("team", "project") else 1
+    if len(parts) != want or not all(parts):
+        shape = {"org": "ORG", "team": "ORG/TEAM", "project": "ORG/PROJECT", "key": "KEY_ID"}[kind]
+        raise PolicyError(f"bad {kind} name: expected {shape}")
     return f"{kind}:{value}"
 
 
@@ -149,9 +152,9 @@ def resolve(
 ) -> Policy:
     """The effective policy for a key: scopes applied org → team → project → key.
 
-    ``team`` is ``org/team`` as in the vault; ``project`` is qualified by its team
-    (``org/team/project``) so two teams' ``gateway`` projects stay distinct."""
-    chain = [f"org:{org}", f"team:{team}", f"project:{team}/{project}", f"key:{key_id}"]
+    ``team`` is ``org/team`` as in the vault; a project scope is ``org/project`` (as in the limits
+    section: a project belongs to the org and may span teams)."""
+    chain = [f"org:{org}", f"team:{team}", f"project:{org}/{project}", f"key:{key_id}"]
     rules: dict[str, Rule] = {}
     limits: dict[str, int | None] = {}
     banned_terms: tuple[str, ...] = ()

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -185,6 +186,7 @@ class GuardScanner:
         chunk_chars: int = 4096,
         overlap: int = 512,
         workers: int = 2,
+        processes: bool = False,
     ) -> None:
         if not 0 < overlap < chunk_chars:
             raise ValueError("need 0 < overlap < chunk_chars")
@@ -194,39 +196,30 @@ class GuardScanner:
         self.overlap = overlap
         self.stats = ScanStats()
         self._stats_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-scan")
+        self.processes = processes
+        if processes:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded gateway process
+            self._pool: Executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(engine.pii_entities,)
+            )
+            # Build every worker's engine now (start-up), not on the first call.
+            list(self._pool.map(_worker_ready, range(workers * 4)))
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-scan")
         self._coordinator = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guard-call")
-        self._banned: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], BannedTermsRecognizer] = OrderedDict()
-        self._banned_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._coordinator.shutdown(wait=False, cancel_futures=True)
 
-    def banned_recognizer(self, terms: Sequence[str], regexes: Sequence[str]) -> BannedTermsRecognizer:
-        """The (cached, at most 256) recognizer for one policy's banned terms and regexes."""
-        key = (tuple(terms), tuple(regexes))
-        with self._banned_lock:
-            rec = self._banned.get(key)
-            if rec is None:
-                rec = BannedTermsRecognizer(terms, regexes)
-                self._banned[key] = rec
-                while len(self._banned) > 256:
-                    self._banned.popitem(last=False)
-            return rec
-
     # -- scanning -------------------------------------------------------------------------
 
-    def _scan_chunk(
-        self, text: str, offset: int, detectors: tuple[str, ...], banned: BannedTermsRecognizer | None
-    ) -> list[Hit]:
-        hits = self.engine.detect(text, detectors, banned)
-        with self._stats_lock:
-            self.stats.chunks_scanned += 1
-            self.stats.chars_scanned += len(text)
-        if not offset:
-            return hits
-        return [Hit(h.detector, h.entity, h.start + offset, h.end + offset, h.score) for h in hits]
+    def _submit(
+        self, text: str, offset: int, detectors: tuple[str, ...], banned_key: BannedKey | None
+    ) -> Future[list[tuple[str, str, int, int, float]]]:
+        if self.processes:
+            return self._pool.submit(_detect_in_worker, text, offset, detectors, banned_key)
+        return self._pool.submit(_detect_chunk, self.engine, text, offset, detectors, banned_key)
 
     def scan(
         self,
@@ -250,8 +243,12 @@ class GuardScanner:
             digests = [item_digest(it) for it in items]
         if len(digests) != len(items):
             raise ValueError("digests and items differ in length")
-        banned = self.banned_recognizer(banned_terms, banned_regexes) if "banned" in detectors else None
-        fp = banned.fingerprint if banned is not None and not banned.empty else "-"
+        banned_key: BannedKey | None = None
+        fp = "-"
+        if "banned" in detectors:
+            banned_key = (tuple(banned_terms), tuple(banned_regexes))
+            banned = banned_recognizer(*banned_key)  # validates the regexes here, in the caller
+            fp = "-" if banned.empty else banned.fingerprint
         result = ScanResult()
 
         # (item_index, digest, kind, parts) for the instructions and every item.
@@ -263,7 +260,7 @@ class GuardScanner:
             todo.append((i, digests[i], item_kind(item), [t for _, t in item_parts(item)]))
 
         jobs: dict[tuple[str, ...], list[tuple[int, str]]] = {}  # cache key → [(index, digest)]
-        pending: dict[tuple[str, ...], list[tuple[int, Future[list[Hit]]]]] = {}
+        pending: dict[tuple[str, ...], list[tuple[int, Future[list[tuple[str, str, int, int, float]]]]]] = {}
         for index, digest, kind, parts in todo:
             dets = tuple(d for d in detectors if d != INJECTION or kind == TOOL_OUTPUT)
             if not dets or not any(parts):
@@ -281,7 +278,7 @@ class GuardScanner:
             futures = []
             for p, text in enumerate(parts):
                 for off, chunk in split_chunks(text, self.chunk_chars, self.overlap):
-                    futures.append((p, self._pool.submit(self._scan_chunk, chunk, off, dets, banned)))
+                    futures.append((p, self._submit(chunk, off, dets, banned_key)))
                     result.chars_scanned += len(chunk)
             pending[key] = futures
 
@@ -296,7 +293,9 @@ class GuardScanner:
                 continue
             by_part: dict[int, list[Hit]] = {}
             for p, f in futures:
-                by_part.setdefault(p, []).extend(f.result())
+                by_part.setdefault(p, []).extend(Hit(*t) for t in f.result())
+            with self._stats_lock:
+                self.stats.chunks_scanned += len(futures)
             verdict = tuple(
                 (p, h) for p in sorted(by_part) for h in _prefer_specific(merge_hits(by_part[p]))
             )
@@ -308,6 +307,7 @@ class GuardScanner:
         result.incomplete.sort()
         result.seconds = time.perf_counter() - t0
         with self._stats_lock:
+            self.stats.chars_scanned += result.chars_scanned
             self.stats.items_scanned += result.items_scanned
             self.stats.items_cached += result.items_cached
             self.stats.incomplete_items += len(result.incomplete)
@@ -323,6 +323,53 @@ class GuardScanner:
         only awaits (items must not be mutated until this returns)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._coordinator, lambda: self.scan(items, digests, **kwargs))
+
+
+BannedKey = tuple[tuple[str, ...], tuple[str, ...]]
+_BANNED: OrderedDict[BannedKey, BannedTermsRecognizer] = OrderedDict()
+_BANNED_LOCK = threading.Lock()
+
+
+def banned_recognizer(terms: Sequence[str], regexes: Sequence[str]) -> BannedTermsRecognizer:
+    """The (cached, at most 256 per process) recognizer for one policy's banned terms/regexes."""
+    key = (tuple(terms), tuple(regexes))
+    with _BANNED_LOCK:
+        rec = _BANNED.get(key)
+        if rec is None:
+            rec = BannedTermsRecognizer(terms, regexes)
+            _BANNED[key] = rec
+            while len(_BANNED) > 256:
+                _BANNED.popitem(last=False)
+        else:
+            _BANNED.move_to_end(key)
+        return rec
+
+
+def _detect_chunk(
+    engine: GuardEngine, text: str, offset: int, detectors: tuple[str, ...], banned_key: BannedKey | None
+) -> list[tuple[str, str, int, int, float]]:
+    banned = banned_recognizer(*banned_key) if banned_key is not None else None
+    return [(h.detector, h.entity, h.start + offset, h.end + offset, h.score)
+            for h in engine.detect(text, detectors, banned)]
+
+
+_WORKER_ENGINE: GuardEngine | None = None
+
+
+def _init_worker(pii_entities: tuple[str, ...]) -> None:
+    global _WORKER_ENGINE
+    _WORKER_ENGINE = GuardEngine(pii_entities)
+
+
+def _worker_ready(_: int) -> bool:
+    return _WORKER_ENGINE is not None
+
+
+def _detect_in_worker(
+    text: str, offset: int, detectors: tuple[str, ...], banned_key: BannedKey | None
+) -> list[tuple[str, str, int, int, float]]:
+    assert _WORKER_ENGINE is not None
+    return _detect_chunk(_WORKER_ENGINE, text, offset, detectors, banned_key)
 
 
 def evaluate(

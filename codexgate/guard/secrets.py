@@ -187,12 +187,36 @@ class PrivateKeyRecognizer(EntityRecognizer):
         ]
 
 
-# The keyword context for generic secrets: the value follows `word = `, `word: `, `"word": "`.
-_KEYWORD_BEHIND = (
-    r"(?<=(?i:[a-z0-9_.-]{0,30}(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|"
-    r"auth[_-]?key|access[_-]?key|private[_-]?key|credential|client[_-]?secret)s?)"
-    r"[\"']?\s{0,3}(?:=|:|=>|:=)\s{0,3}[\"']?)"
-)
+class GenericSecretRecognizer(EntityRecognizer):
+    """High-entropy values right after a key/secret/token/password word: ``word = value``,
+    ``word: value``, ``"word": "value"``. The span is the value only.
+
+    Implemented as a forward search for the keyword (a lookbehind would be tried at every
+    position: ~3 ms per 4 KB instead of ~0.2 ms)."""
+
+    ENTITY = "GENERIC_SECRET"
+    _RX = regex.compile(
+        r"(?i:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|auth[_-]?key|access[_-]?key|"
+        r"private[_-]?key|credential|client[_-]?secret)(?i:s)?[A-Za-z0-9_]{0,20}[\"']?\s{0,3}(?:=|:|=>|:=)"
+        r"\s{0,3}[\"']?(?P<v>[A-Za-z0-9_\-+/=.~]{16,256})(?![A-Za-z0-9_\-+/=.~])"
+    )
+
+    def __init__(self, min_entropy: float = 3.3) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="codexgate_generic_secret")
+        self.min_entropy = min_entropy
+
+    def load(self) -> None:  # nothing to load
+        return None
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        out = []
+        for m in self._RX.finditer(text):
+            if looks_random(m.group("v"), self.min_entropy):
+                s, e = m.span("v")
+                out.append(RecognizerResult(self.ENTITY, s, e, 0.6, recognition_metadata={"recognizer_name": self.name}))
+        return out
 
 
 def secret_recognizers() -> list[EntityRecognizer]:
@@ -258,11 +282,7 @@ def secret_recognizers() -> list[EntityRecognizer]:
         PrivateKeyRecognizer(),
         JwtRecognizer(),
         ConnectionStringRecognizer(),
-        GatedPatternRecognizer(
-            "GENERIC_SECRET",
-            [(_KEYWORD_BEHIND + r"[A-Za-z0-9_\-+/=.~]{16,256}(?![A-Za-z0-9_\-+/=.~])", 0.6)],
-            min_entropy=3.3,
-        ),
+        GenericSecretRecognizer(),
     ]
 
 

@@ -1,0 +1,88 @@
+"""``codexgate guardrail set|show|clear`` through the real console script against a real vault;
+the stored section resolves with ``codexgate.guard.policy``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codexgate.core.vault import Vault, load_secret
+from codexgate.guard.policy import SECTION, Rule, from_section, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+CODEXGATE = str(REPO / ".venv" / "bin" / "codexgate")
+
+
+class Cli:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.vault = root / "data" / "vault" / "vault.enc"
+        self.key_file = root / "secrets" / "vault.key"
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXGATE_")}
+        env.update(CODEXGATE_VAULT=str(self.vault), CODEXGATE_VAULT_KEY_FILE=str(self.key_file))
+        r = subprocess.run([CODEXGATE, *args], cwd=self.root, env=env, capture_output=True, text=True, timeout=60)
+        if ok:
+            assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    def load(self) -> Vault:
+        return Vault.load(self.vault, load_secret(self.key_file))
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert r.returncode != 0, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("codexgate: error: "), r.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, str]:
+    c = Cli(tmp_path_factory.mktemp("guardrail"))
+    c("init")
+    c("team", "add", "acme/platform")
+    out = c("key", "create", "--team", "acme/platform", "--project", "gw", "--developer", "alice", "--json").stdout
+    return c, json.loads(out)["key_id"]
+
+
+def test_set_show_clear_and_resolution(cli: tuple[Cli, str]) -> None:
+    c, key_id = cli
+    c("guardrail", "set", "--org", "acme", "--detector", "pii", "--action", "flag", "--stage", "async")
+    c("guardrail", "set", "--team", "acme/platform", "--detector", "secrets", "--action", "redact",
+      "--max-bytes", "2000000", "--banned-term", "aurora", "--banned-regex", r"ZX-\d{4}")
+    c("guardrail", "set", "--key", key_id, "--detector", "secrets", "--action", "block", "--on-incomplete", "block")
+    scopes = from_section(c.load().sections[SECTION])
+    policy = resolve(scopes, "acme", "acme/platform", "gw", key_id)
+    assert policy.rules == {"pii": Rule("flag", "async"), "secrets": Rule("block")}
+    assert policy.max_bytes == 2_000_000 and policy.banned_terms == ("aurora",) and policy.on_incomplete == "block"
+
+    shown = json.loads(c("guardrail", "show", "--json").stdout)
+    assert set(shown) == {"org:acme", "team:acme/platform", f"key:{key_id}"}
+    text = c("guardrail", "show", "--team", "acme/platform").stdout
+    assert "secrets=redact/pre" in text and "banned=1 terms/1 regexes" in text and "aurora" not in text
+
+    c("guardrail", "clear", "--key", key_id, "--detector", "secrets")
+    policy = resolve(from_section(c.load().sections[SECTION]), "acme", "acme/platform", "gw", key_id)
+    assert policy.rules["secrets"] == Rule("redact")
+    c("guardrail", "clear", "--team", "acme/platform")
+    assert "team:acme/platform" not in json.loads(c("guardrail", "show", "--json").stdout)
+
+
+def test_errors_are_one_line(cli: tuple[Cli, str]) -> None:
+    c, _ = cli
+    one_line_error(c("guardrail", "set", "--team", "acme/nope", "--detector", "pii", "--action", "flag", ok=False),
+                   "unknown team")
+    one_line_error(c("guardrail", "set", "--org", "acme", "--detector", "secrets", "--action", "block",
+                     "--stage", "async", ok=False), "needs stage 'pre'")
+    one_line_error(c("guardrail", "set", "--team", "acme", "--detector", "pii", "--action", "flag", ok=False),
+                   "ORG/TEAM")
+    one_line_error(c("guardrail", "set", "--org", "acme", "--banned-regex", "(unclosed", ok=False),
+                   "banned regex #1 does not compile")
+    one_line_error(c("guardrail", "clear", "--project", "acme/none", ok=False), "no guardrail policy")
