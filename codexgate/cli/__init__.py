@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "codexgate.cli.replay",  # replay SESSION_ID
     "codexgate.cli.demo",  # demo: embedded defaults, simulated provider
     "codexgate.cli.limits",  # limits set|show|clear|status, ledger rebuild
+    "codexgate.cli.guardrail",  # guardrail set|show|clear
 ]
 # The module that owns each command, so one command does not import every other one's
 # libraries (polars, duckdb, pyarrow take ~1 s to import; admin commands need none of them).
@@ -37,6 +38,7 @@ COMMAND_OWNERS = {
     "replay": "codexgate.cli.replay",
     "demo": "codexgate.cli.demo",
     "limits": "codexgate.cli.limits",
+    "guardrail": "codexgate.cli.guardrail",
     "ledger": "codexgate.cli.limits",
 }
 
