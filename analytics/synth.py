@@ -5,10 +5,13 @@ Codex-like sessions of 5-60 calls: turns made of tool-call round trips, input gr
 session with prompt-cache reads, reasoning tokens, per-model latency, ~3% upstream errors (with
 retries and fallbacks), ~2% gateway refusals, guardrail findings and tags.
 
-The traffic is generated column-wise with numpy (``_batch``), so ``bodies=False`` datasets of
-millions of rows take seconds per million. ``bodies=True`` adds Responses-API request/response
-JSON per row in Python (for small datasets). Costs use genai-prices exactly like the gateway
-(``Usage.input_tokens`` includes cache reads).
+The traffic is generated column-wise with numpy (``_batch``, one function per phase), so
+``bodies=False`` datasets of millions of rows take seconds per million. ``bodies=True`` adds
+Responses-API request/response JSON per row in Python (~1,000 rows/s, ~28 KB per row). Costs use
+``codexgate.core.pricing``, the gateway's own rule (``Usage.input_tokens`` includes cache reads).
+
+``write_dataset`` streams: each batch is written to its own Parquet file(s) as soon as it is made,
+so peak memory is one batch (~1.5 GB with bodies) whatever the number of calls.
 
 CLI: ``python -m analytics.synth --traces DIR --calls N [--no-bodies] [--seed S] [--days D]``.
 """
