@@ -196,6 +196,22 @@ class Denial:
             f"retry after {math.ceil(self.retry_after or 0)} s"
         )
 
+    def error_fields(self, now: datetime) -> dict[str, Any]:
+        """Fields of the provider-format error body (the addon wraps them in OpenAI's
+        ``{"error": {...}}`` or Anthropic's envelope). Budget: ``type`` ``usage_limit_reached``,
+        which Codex shows and does not retry, with ``resets_at`` (unix seconds) and
+        ``resets_in_seconds``; rate limits: ``rate_limit_exceeded`` (retried after Retry-After).
+        To be confirmed against the real Codex CLI by the addon's end-to-end tests."""
+        fields: dict[str, Any] = {"message": self.message(), "level": self.level.id, "limit_kind": self.kind}
+        if self.kind == "budget":
+            fields.update(type="usage_limit_reached", code="budget_exceeded")
+            if self.resets_at is not None:
+                fields["resets_at"] = int(self.resets_at.timestamp())
+                fields["resets_in_seconds"] = max(0, math.ceil((self.resets_at - _aware(now)).total_seconds()))
+        else:
+            fields.update(type="tokens" if self.kind == "tpm" else "requests", code="rate_limit_exceeded")
+        return fields
+
     def headers(self) -> dict[str, str]:
         """``Retry-After`` and OpenAI-style ``x-ratelimit-*`` headers for a 429. A budget denial
         carries no ``Retry-After`` (retrying cannot help before ``resets_at``)."""
