@@ -23,6 +23,7 @@ from addons.client_limits import ClientLimits  # noqa: E402
 from addons.failsafe import install_backstop  # noqa: E402
 from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
+from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
 from addons.routing import Routing  # noqa: E402
 from addons.scope import Scope  # noqa: E402
@@ -31,6 +32,7 @@ from addons.vault_watch import VaultHolder  # noqa: E402
 
 REQUIRED_POLICIES = ("identity", "scope")
 
+refuse_trailers()
 _vault = VaultHolder()
 _hosts = ProviderHosts(_vault)
 

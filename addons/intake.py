@@ -175,6 +175,10 @@ class Intake:
                 raise exceptions.OptionsError(f"{name} must be a positive number, not {getattr(ctx.options, name)}.")
         if "codexgate_max_json_depth" in updated and ctx.options.codexgate_max_json_depth > 512:
             raise exceptions.OptionsError("codexgate_max_json_depth must be at most 512.")
+        if "codexgate_max_body_bytes" in updated and not ctx.options.body_size_limit:
+            # mitmproxy buffers a request body whole before the request hook; its own limit refuses
+            # an announced oversize body (413) before reading it. Set generously (responses share it).
+            ctx.options.update(body_size_limit=str(4 * ctx.options.codexgate_max_body_bytes))
         if "codexgate_unknown_endpoints" in updated and ctx.options.codexgate_unknown_endpoints not in (
             "refuse",
             "passthrough",
@@ -198,6 +202,7 @@ class Intake:
         flow.metadata[STATE_KEY] = state
         # Before anything else can fail: no credential of the client's stays on the request.
         state.presented_key = take_credentials(req, state.mode)
+        state.codex = codex_session.from_request(req, None)  # so early refusals carry the session ids
 
         headers = req.headers.fields
         if len(headers) > ctx.options.codexgate_max_headers or sum(

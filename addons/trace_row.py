@@ -25,7 +25,9 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() * 1000.0
 
 
-MAX_STORED_CHARS = 4 * 1024 * 1024  # per stored text column; longer values are cut and flagged
+# Per stored text column; longer values are cut and flagged (body_truncated). Five such columns,
+# each at most 6x its length once JSON-escaped, stay well under the spool's 64 MiB record cap.
+MAX_STORED_CHARS = 2 * 1024 * 1024
 
 
 class _Capper:

@@ -99,7 +99,7 @@ class Tracing:
 
     @staticmethod
     def _sink_error(message: str) -> None:
-        log.error("codexgate: TRACES ARE NOT BEING WRITTEN: %s", message)
+        log.error("codexgate: trace sink: %s", message)
 
     # ---------------------------------------------------------------- mitmproxy hooks
     @failsafe

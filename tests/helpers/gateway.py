@@ -115,6 +115,7 @@ def start_gateway(
     traces: Path | None = None,
     opts: dict[str, str] | None = None,
     name: str = "gw",
+    reverse_target: str = "http://127.0.0.1:9",
 ) -> Gateway:
     port, proxy_port = free_ports(2)
     traces = traces or tmp / "traces"
@@ -131,7 +132,7 @@ def start_gateway(
         **(opts or {}),  # mitmproxy ignores the script when an option is --set twice, so merge here
     }
     cmd = [MITMDUMP, "-s", str(ROOT / "addons" / "gateway.py"), "--listen-host", "127.0.0.1"]
-    cmd += ["--mode", f"reverse:http://127.0.0.1:9@{port}", "--mode", f"regular@{proxy_port}"]
+    cmd += ["--mode", f"reverse:{reverse_target}@{port}", "--mode", f"regular@{proxy_port}"]
     for option, value in options.items():
         cmd += ["--set", f"{option}={value}"]
     env = {
