@@ -470,3 +470,25 @@ def test_same_size_same_mtime_vault_edit_is_picked_up(module_tmp, sim) -> None:
         assert r.status_code == 401
     finally:
         g.stop()
+
+
+def test_client_leaving_during_a_stall_is_client_aborted(gw, fc_vault) -> None:
+    """The stream stalls for 2 s after its first events; the client hangs up during the stall.
+    The relay then drains the rest: the row has the usage and says the client left."""
+    with httpx.stream(
+        "POST",
+        f"{gw.base_url}/v1/responses",
+        json={"model": "gpt-5-codex", "input": "stall then leave", "stream": True},
+        headers={
+            "authorization": f"Bearer {fc_vault.keys['alice']}",
+            "x-sim-fault": "stall_after_events=2;stall_ms=2000",
+            "x-client-request-id": "stall-leave-1",
+        },
+        timeout=30,
+        trust_env=False,
+    ) as resp:
+        next(resp.iter_raw())
+        time.sleep(0.5)  # inside the stall
+    rows = read_traces(gw.traces, "client_request_id = 'stall-leave-1'", wait_for=1, timeout=20)
+    assert rows[0]["client_aborted"] is True and rows[0]["outcome"] == "client_aborted"
+    assert rows[0]["usage_complete"] is True
