@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
+.venv/bin/lint-imports  # the layers contract in pyproject.toml: no module imports upward
 # The gateway must keep working on mitmproxy 12.x too (Python 3.12+ gets 12.x; 3.11 gets 11.0.x):
 # when a Python 3.12 is on the machine, run the gateway's end-to-end tests under it first.
 PY312=""
