@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from codexgate.guard.engine import ENTITY_DETECTOR, INJECTION, PII, SECRETS, GuardEngine
-from codexgate.guard.scanner import _prefer_specific
+from codexgate.guard.scanner import prefer_specific
 
 CORPUS = Path(__file__).parent / "data" / "guard_corpus.jsonl"
 # detector → (min precision, min recall), chosen from the measured corpus results.
@@ -43,7 +43,7 @@ def test_precision_recall_per_detector(engine: GuardEngine) -> None:
     for rec in _records():
         text = rec["text"]
         dets = [PII, SECRETS] + ([INJECTION] if rec["kind"] == "tool_output" else [])
-        hits = _prefer_specific(engine.detect(text, dets))
+        hits = prefer_specific(engine.detect(text, dets))
         labels = []
         for lab in rec["labels"]:
             start = text.index(lab["value"])

@@ -180,6 +180,7 @@ def test_no_value_in_findings_messages_or_logs(
     scanner: GuardScanner, engine: GuardEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="presidio-analyzer")  # even presidio's debug lines
     key, mail, sk = aws_key(), email(), openai_key()
     items = [msg("user", "go"), output("c", f"{key} {mail} {sk}")]
     res = scanner.scan(items, budget_s=30)

@@ -18,7 +18,7 @@ from typing import Any
 
 from codexgate.guard.engine import PII, SECRETS, GuardEngine, Hit
 from codexgate.guard.items import item_parts, replace_parts
-from codexgate.guard.scanner import Decision, Finding, ItemHit, _prefer_specific
+from codexgate.guard.scanner import Decision, Finding, ItemHit, prefer_specific
 
 _SPECIFICITY = {SECRETS: 2, "banned": 1, PII: 0}
 
@@ -109,7 +109,7 @@ class Redactor:
         This is the entry point for ``privacy_mode=redacted`` (stored bodies)."""
         if not text:
             return text, []
-        hits = _prefer_specific(self.engine.detect(text, self.detectors))
+        hits = prefer_specific(self.engine.detect(text, self.detectors))
         sid = session_id if session_id is not None else self._one_off_session()
         findings = [Finding(h.detector, h.entity, "redact", "store", h.score, -1, 0, h.start, h.end, "") for h in hits]
         return self.apply(text, hits, sid), findings

@@ -7,9 +7,12 @@ chunks (with an overlap, so a match across a boundary is found, then merged into
 scanned on a bounded thread pool under a per-call time budget; items the budget could not finish
 are reported as ``incomplete`` and not cached (the next call scans them again).
 
-Threads, not processes: the ``regex`` module releases the GIL while matching, and the rest of
-presidio's per-chunk work is short Python that yields the GIL every switch interval;
-``bench/guard_bench.py`` measures the event-loop stalls this causes.
+Threads by default: the ``regex`` module releases the GIL while matching, and the rest of
+presidio's per-chunk work is short Python that yields the GIL every switch interval.
+``bench/guard_bench.py`` measures the caller's event-loop lateness while scanning: on the thread
+pool it stayed within the machine's idle noise for incremental scans, and a process pool
+(``processes=True``: one engine per worker, built at start-up) was slower per call and no
+better for the loop, so it is an option, not the default.
 
 Invariants: ``Finding`` and every cached verdict hold spans, entities and digests only — never
 matched text; nothing here logs or raises with item text.
@@ -161,7 +164,7 @@ def split_chunks(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
 _GENERIC = "GENERIC_SECRET"
 
 
-def _prefer_specific(hits: list[Hit]) -> list[Hit]:
+def prefer_specific(hits: list[Hit]) -> list[Hit]:
     """Drop generic-secret hits that overlap a specific secret hit (one credential, one finding)."""
     specific = [h for h in hits if h.detector == "secrets" and h.entity != _GENERIC]
     return [
@@ -297,7 +300,7 @@ class GuardScanner:
             with self._stats_lock:
                 self.stats.chunks_scanned += len(futures)
             verdict = tuple(
-                (p, h) for p in sorted(by_part) for h in _prefer_specific(merge_hits(by_part[p]))
+                (p, h) for p in sorted(by_part) for h in prefer_specific(merge_hits(by_part[p]))
             )
             self.cache.put(key, verdict)
             result.items_scanned += 1
@@ -433,8 +436,8 @@ class OutputScanner:
         *,
         item_index: int = 0,
         part: int = 0,
-        overlap: int = 512,
-        min_scan: int = 256,
+        overlap: int = 256,
+        min_scan: int = 512,
     ) -> None:
         self.engine = engine
         self.policy = policy
