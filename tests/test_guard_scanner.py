@@ -264,7 +264,7 @@ def test_async_stage_only_flags_and_limits_block(scanner: GuardScanner) -> None:
     key = aws_key()
     res = scanner.scan([output("c", key)], budget_s=30)
     policy = Policy(rules={"secrets": Rule("flag", "async"), "limits": Rule("block")}, max_bytes=100)
-    pre = evaluate(policy, res, stage="pre", body_bytes=150, input_bytes=120)
+    pre = evaluate(policy, res, stage="pre", body_bytes=150)
     assert pre.blocked and pre.block_reason is not None and pre.block_reason.entity == "MAX_BYTES"
     assert [f.detector for f in pre.findings] == ["limits"]
     post = evaluate(policy, res, stage="async")

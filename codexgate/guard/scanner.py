@@ -123,6 +123,7 @@ class ScanResult:
     items_scanned: int = 0
     items_cached: int = 0
     chars_scanned: int = 0
+    input_bytes: int = 0  # UTF-8 bytes of all text in the call (instructions + items), for size limits
     seconds: float = 0.0
 
 
@@ -261,6 +262,7 @@ class GuardScanner:
             todo.append((INSTRUCTIONS_INDEX, digest, INSTRUCTIONS, [instructions]))
         for i, item in enumerate(items):
             todo.append((i, digests[i], item_kind(item), [t for _, t in item_parts(item)]))
+        result.input_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for *_, parts in todo for t in parts)
 
         jobs: dict[tuple[str, ...], list[tuple[int, str]]] = {}  # cache key → [(index, digest)]
         pending: dict[tuple[str, ...], list[tuple[int, Future[list[tuple[str, str, int, int, float]]]]]] = {}
@@ -381,17 +383,17 @@ def evaluate(
     *,
     stage: str = "pre",
     body_bytes: int | None = None,
-    input_bytes: int | None = None,
 ) -> Decision:
     """Apply ``policy`` to a scan: findings with action/stage, block and redaction decisions.
 
     Only ``pre``-stage rules can block or redact; ``async`` findings are recorded only. Size
-    limits (detector ``limits``) are checked when ``body_bytes``/``input_bytes`` are given."""
+    limits (detector ``limits``) are checked when ``body_bytes`` is given (input tokens are
+    estimated from ``result.input_bytes``)."""
     findings: list[Finding] = []
     decision = Decision(findings=findings, incomplete=list(result.incomplete))
     limits_rule = policy.rules.get(LIMITS)
     if limits_rule is not None and limits_rule.stage == stage and body_bytes is not None:
-        for lh in check_call_limits(body_bytes, input_bytes or 0, policy.max_bytes, policy.max_input_tokens):
+        for lh in check_call_limits(body_bytes, result.input_bytes, policy.max_bytes, policy.max_input_tokens):
             f = Finding(LIMITS, lh.entity, limits_rule.action, stage, 1.0, INSTRUCTIONS_INDEX, 0, 0, 0, "")
             findings.append(f)
             if limits_rule.action in ("block", "redact") and not decision.blocked:
