@@ -102,6 +102,8 @@ def _validate_scope_doc(name: str, doc: Any) -> dict[str, Any]:
         if not isinstance(rule, Mapping) or "action" not in rule:
             raise PolicyError(f"scope {name!r}: detector {det!r} needs an 'action'")
         Rule(rule["action"], rule.get("stage", "pre"))
+        if det == "limits" and rule["action"] == "redact":
+            raise PolicyError(f"scope {name!r}: size limits can block or flag, not redact")
     limits = doc.get("limits", {})
     if not isinstance(limits, Mapping) or any(
         k not in ("max_bytes", "max_input_tokens") or not (v is None or (isinstance(v, int) and v > 0))

@@ -440,6 +440,7 @@ class OutputScanner:
         part: int = 0,
         overlap: int = 256,
         min_scan: int = 512,
+        max_findings: int = 1000,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -449,7 +450,8 @@ class OutputScanner:
         self._window = ""  # already-scanned tail (≤ overlap chars) + not-yet-scanned text
         self._window_start = 0  # absolute offset of _window[0]
         self._scanned_upto = 0  # absolute offset up to which text has been scanned
-        self._reported: list[Finding] = []
+        self.max_findings = max_findings
+        self.dropped = 0  # findings beyond max_findings (not kept)
         self.findings: list[Finding] = []
 
     @property
@@ -473,7 +475,10 @@ class OutputScanner:
     def _scan(self) -> list[Finding]:
         if not self.detectors:
             return []
-        hits = self.engine.detect(self._window, self.detectors)
+        banned = None
+        if "banned" in self.detectors:
+            banned = banned_recognizer(self.policy.banned_terms, self.policy.banned_regexes)
+        hits = self.engine.detect(self._window, self.detectors, banned)
         new: list[Finding] = []
 
         def last_of(entity: str) -> int:
@@ -498,6 +503,9 @@ class OutputScanner:
                 continue
             f = Finding(h.detector, h.entity, rule.action, "stream", h.score, self.item_index, self.part,
                         start, end, "")
+            if len(self.findings) >= self.max_findings:
+                self.dropped += 1  # bounded memory on a pathological stream; the count is kept
+                continue
             self.findings.append(f)
             new.append(f)
         end_abs = self._window_start + len(self._window)
