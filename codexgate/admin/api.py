@@ -1,4 +1,4 @@
-"""The admin API: the control plane as JSON resources over HTTP (aiohttp), separate from the data
+"""The admin API: the control plane as JSON resources over HTTP (Starlette + uvicorn), separate from the data
 plane. ``codexgate admin serve`` runs it; every vault change goes through ``VaultStore.edit`` (locked,
 atomic, one audit entry each), and the gateway picks the new vault up within its poll interval.
 
@@ -32,7 +32,6 @@ for org admins.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -41,7 +40,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from codexgate.admin.audit import AuditError, read_entries, verify
 from codexgate.admin.roles import Forbidden, Principal
@@ -52,6 +55,7 @@ from codexgate.core.vault import ProviderCredential, Vault, VaultError, split_te
 
 log = logging.getLogger("codexgate.admin")
 SECTIONS = ("limits", "guardrail_policies")
+KEY_OPS = ("rotate", "revoke", "enable", "disable")
 MAX_BODY = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -65,9 +69,9 @@ class ApiError(Exception):
         self.status, self.message, self.kind = status, message, kind
 
 
-def _error(status: int, message: str, kind: str, request_id: str, **extra: Any) -> web.Response:
+def _error(status: int, message: str, kind: str, request_id: str, **extra: Any) -> Response:
     body = {"error": {"message": message, "type": kind, **extra}, "request_id": request_id}
-    return web.json_response(body, status=status, headers={"x-request-id": request_id})
+    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -85,70 +89,80 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 class AdminApi:
-    """Handlers bound to one vault store; ``app()`` is the aiohttp application."""
+    """Handlers bound to one vault store; ``app()`` is the ASGI application."""
 
     def __init__(self, store: VaultStore, usage: UsageFn | None = None) -> None:
         self.store = store
         self.usage = usage
 
     # ------------------------------------------------------------ plumbing
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        r = app.router
-        get, post, put, delete = r.add_get, r.add_post, r.add_put, r.add_delete
-        get("/healthz", self._health)
-        routes: list[tuple[Callable[..., Any], str, Callable[..., Any]]] = [
-            (get, "/v1/whoami", self.whoami),
-            (get, "/v1/keys", self.list_keys),
-            (post, "/v1/keys", self.create_key),
-            (get, "/v1/keys/{key_id}", self.show_key),
-            (post, "/v1/keys/{key_id}/{op:rotate|revoke|enable|disable}", self.key_op),
-            (get, "/v1/teams", self.list_teams),
-            (post, "/v1/teams", self.add_team),
-            (get, "/v1/providers", self.list_providers),
-            (post, "/v1/providers", self.add_provider),
-            (post, "/v1/providers/{name}/rotate", self.rotate_provider),
-            (delete, "/v1/providers/{name}", self.remove_provider),
-            (get, "/v1/routes", self.list_routes),
-            (post, "/v1/routes", self.add_route),
-            (delete, "/v1/routes/{index}", self.remove_route),
-            (get, "/v1/{section:limits|guardrail_policies}", self.get_section),
-            (put, "/v1/{section:limits|guardrail_policies}", self.put_section),
-            (put, "/v1/{section:limits|guardrail_policies}/{org}/{team}", self.put_team_section),
-            (get, "/v1/roles", self.list_roles),
-            (post, "/v1/roles", self.create_role),
-            (post, "/v1/roles/{cred_id}/revoke", self.revoke_role),
-            (get, "/v1/audit", self.audit),
-            (get, "/v1/usage", self.usage_view),
+    def app(self) -> Starlette:
+        """The ASGI application (Starlette; served by uvicorn, both already brought by Streamlit)."""
+        get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
+        table: list[tuple[str, list[str], Callable[..., Any], dict[str, str]]] = [
+            ("/v1/whoami", get, self.whoami, {}),
+            ("/v1/keys", get, self.list_keys, {}),
+            ("/v1/keys", post, self.create_key, {}),
+            ("/v1/keys/{key_id}", get, self.show_key, {}),
+            *[(f"/v1/keys/{{key_id}}/{op}", post, self.key_op, {"op": op}) for op in KEY_OPS],
+            ("/v1/teams", get, self.list_teams, {}),
+            ("/v1/teams", post, self.add_team, {}),
+            ("/v1/providers", get, self.list_providers, {}),
+            ("/v1/providers", post, self.add_provider, {}),
+            ("/v1/providers/{name}/rotate", post, self.rotate_provider, {}),
+            ("/v1/providers/{name}", delete, self.remove_provider, {}),
+            ("/v1/routes", get, self.list_routes, {}),
+            ("/v1/routes", post, self.add_route, {}),
+            ("/v1/routes/{index}", delete, self.remove_route, {}),
+            *[
+                row
+                for section in SECTIONS
+                for row in (
+                    (f"/v1/{section}", get, self.get_section, {"section": section}),
+                    (f"/v1/{section}", put, self.put_section, {"section": section}),
+                    (f"/v1/{section}/{{org}}/{{team}}", put, self.put_team_section, {"section": section}),
+                )
+            ],
+            ("/v1/roles", get, self.list_roles, {}),
+            ("/v1/roles", post, self.create_role, {}),
+            ("/v1/roles/{cred_id}/revoke", post, self.revoke_role, {}),
+            ("/v1/audit", get, self.audit, {}),
+            ("/v1/usage", get, self.usage_view, {}),
         ]
-        for add, path, handler in routes:
-            add(path, self._wrap(handler))
-        return app
+        routes = [Route("/healthz", self._health, methods=get)]
+        routes += [Route(path, self._wrap(h, fixed), methods=m) for path, m, h, fixed in table]
+        return Starlette(routes=routes)
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
 
-    def _wrap(self, handler: Callable[..., Any]) -> Callable[[web.Request], Any]:
-        async def run(request: web.Request) -> web.StreamResponse:
+    def _wrap(self, handler: Callable[..., Any], fixed: dict[str, str]) -> Callable[[Request], Any]:
+        async def run(request: Request) -> Response:
             rid = request.headers.get("x-request-id", "")
             rid = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
             body: Any = None
-            if request.method in ("POST", "PUT") and request.can_read_body:
+            if request.method in ("POST", "PUT"):
+                if int(request.headers.get("content-length") or 0) > MAX_BODY:
+                    return _error(413, f"the request body exceeds {MAX_BODY} bytes", "invalid_request", rid)
+                raw = await request.body()
+                if len(raw) > MAX_BODY:
+                    return _error(413, f"the request body exceeds {MAX_BODY} bytes", "invalid_request", rid)
                 try:
-                    body = json.loads(await request.read() or b"null")
+                    body = json.loads(raw or b"null")
                 except ValueError:
                     return _error(400, "the request body is not JSON", "invalid_request", rid)
             body = {} if body is None else body
             token = request.headers.get("authorization", "")
             token = token[7:].strip() if token.lower().startswith("bearer ") else ""
-            params = dict(request.query)
-            info = dict(request.match_info)
+            params = dict(request.query_params)
+            info = {**{k: str(v) for k, v in request.path_params.items()}, **fixed}
             try:
-                result = await asyncio.to_thread(self._call, handler, token, rid, info, params, body)
+                # blocking work (decrypt, fsync) in anyio's bounded worker pool, never on the loop
+                result = await run_in_threadpool(self._call, handler, token, rid, info, params, body)
             except ApiError as exc:
                 return _error(exc.status, exc.message, exc.kind, rid)
             except Forbidden as exc:
-                log.info("403 %s %s: %s (request %s)", request.method, request.path, exc.message, rid)
+                log.info("403 %s %s: %s (request %s)", request.method, request.url.path, exc.message, rid)
                 return _error(
                     403, exc.message, "forbidden", rid, role=exc.principal.role, boundary=exc.boundary
                 )
@@ -157,7 +171,7 @@ class AdminApi:
             status = (
                 201 if request.method == "POST" and handler.__name__.startswith(("create", "add")) else 200
             )
-            return web.json_response(result, status=status, headers={"x-request-id": rid})
+            return JSONResponse(result, status_code=status, headers={"x-request-id": rid})
 
         return run
 
@@ -542,5 +556,5 @@ def _action_name(handler: str, info: dict[str, str]) -> str:
     return _ACTIONS.get(handler, handler)
 
 
-def make_app(store: VaultStore, usage: UsageFn | None = None) -> web.Application:
+def make_app(store: VaultStore, usage: UsageFn | None = None) -> Starlette:
     return AdminApi(store, usage).app()

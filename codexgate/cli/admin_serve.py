@@ -89,7 +89,7 @@ def _usage_fn(traces: str) -> Any:
 
 @cli_errors
 def run_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+    import uvicorn
 
     from codexgate.admin.api import make_app
     from codexgate.admin.store import VaultStore
@@ -100,7 +100,8 @@ def run_serve(args: argparse.Namespace) -> int:
     store.read()  # fail at start, in one line, when the vault cannot be opened
     app = make_app(store, _usage_fn(args.traces) if args.traces else None)
     print(f"codexgate admin API on http://{args.host}:{args.port} (vault {path})", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log_format='%a "%r" %s %b')
+    # uvicorn's access log names client, method, path and status only: never headers or bodies
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
     return 0
 
 
