@@ -670,3 +670,69 @@ def test_load_is_safe_from_many_threads(vault_file: tuple[Path, bytes]) -> None:
     for t in threads:
         t.join()
     assert not errors and len(results) == 160 and all(results)
+
+
+# ---------------------------------------------------------------------------- admin credentials (roles)
+
+
+def test_vault_written_before_roles_existed_still_loads(tmp_path: Path) -> None:
+    """A vault document without ``admins`` (the format before roles) loads with none, keeps its
+    sections, and saves back with an empty ``admins`` that this version reads again."""
+    secret = Fernet.generate_key()
+    legacy = {
+        "format_version": 1,
+        "providers": {},
+        "teams": {"acme/platform": {"org": "acme", "name": "platform", "admins": ["alice"]}},
+        "keys": {},
+        "routes": [],
+        "sections": {"limits": {"acme/platform": {"rpm": 10}}},
+    }
+    path = tmp_path / "legacy.enc"
+    path.write_bytes(Fernet(secret).encrypt(json.dumps(legacy).encode()))
+    vault = Vault.load(path, secret)
+    assert vault.admins == {} and vault.sections == legacy["sections"]
+    vault.save(path, secret)
+    again = Vault.load(path, secret)
+    assert again.admins == {} and again.teams["acme/platform"].admins == ["alice"]
+
+
+def test_admin_credentials_round_trip_hashed_and_never_gateway_keys(tmp_path: Path) -> None:
+    from codexgate.core.keys import AuthError as KeyAuthError
+
+    vault = Vault()
+    vault.add_team("acme", "platform")
+    cred, plain = vault.create_admin(
+        name="lead@acme.example", role="team_admin", org="acme", teams=["acme/platform"]
+    )
+    _, gateway_key = vault.create_key(org="acme", team="platform", project="p", developer="alice")
+    secret = Fernet.generate_key()
+    vault.save(tmp_path / "v.enc", secret)
+    raw = Fernet(secret).decrypt((tmp_path / "v.enc").read_bytes()).decode()
+    assert plain not in raw and hash_key(plain) in raw
+    loaded = Vault.load(tmp_path / "v.enc", secret)
+    assert loaded.authenticate_admin(plain).public() == cred.public()
+    with pytest.raises(KeyAuthError):
+        loaded.authenticate_admin(gateway_key)  # a gateway key is not an admin credential
+    with pytest.raises(KeyAuthError):
+        loaded.authenticate(plain, datetime.now(UTC))  # and an admin credential is not a gateway key
+    loaded.revoke_admin(cred.cred_id)
+    with pytest.raises(KeyAuthError, match="revoked"):
+        loaded.authenticate_admin(plain)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"role": "root"}, "unknown role"),
+        ({"role": "team_admin"}, "at least one team"),
+        ({"role": "team_admin", "teams": ["globex/x"]}, "not in org"),
+        ({"role": "org_admin", "teams": ["acme/platform"]}, "only a team_admin"),
+        ({"role": "developer"}, "invalid developer"),
+        ({"role": "auditor", "developer": "bob"}, "only a developer"),
+    ],
+)
+def test_admin_credential_validation(kwargs: dict, message: str) -> None:
+    vault = Vault()
+    vault.add_team("acme", "platform")
+    with pytest.raises(VaultError, match=message):
+        vault.create_admin(name="x@acme.example", org="acme", **kwargs)
