@@ -532,3 +532,30 @@ def test_no_secret_in_any_response_audit_entry_or_log(admin: AdminServer) -> Non
         for digest in stored_hashes:
             assert digest not in text, f"a stored hash leaked into {where}"
         assert not re.search(r"cg[ka]_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}", text), where
+
+
+def test_cli_admin_url_errors_are_one_line(admin: AdminServer, tmp_path: Path) -> None:
+    base = {"CODEXGATE_ADMIN_URL": admin.url}
+    cases = [
+        (base, "CODEXGATE_ADMIN_CREDENTIAL"),  # no credential at all
+        ({**base, "CODEXGATE_ADMIN_CREDENTIAL": "cga_000000000000_" + "z" * 43}, "401"),
+        (
+            {
+                "CODEXGATE_ADMIN_URL": "http://127.0.0.1:9",
+                "CODEXGATE_ADMIN_CREDENTIAL": admin.creds["auditor"],
+            },
+            "unreachable",
+        ),
+    ]
+    for env, expected in cases:
+        done = subprocess.run(
+            [CODEXGATE, "key", "list"],
+            env=clean_env(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert done.returncode != 0 and expected in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "z" * 43 not in done.stderr and admin.creds["auditor"] not in done.stderr
