@@ -10,6 +10,10 @@ file, which must never lie beside the vault. The vault is small, so Fernet's bas
 costs nothing that matters (1,000 keys load in a few milliseconds).
 
 Gateway keys (see ``codexgate.core.keys``) are stored only as ``sha256:<hex>`` of the whole key.
+Admin credentials (``cga_…``, the control plane's roles: org admin, team admin, developer,
+auditor) live under ``admins`` and are hashed the same way; a vault written before they existed
+has no ``admins`` and loads with none (the format version did not change: older readers ignore
+the field).
 
 Saving is atomic: a temp file in the same directory, fsync, ``os.replace``, fsync of the
 directory — a reader (the gateway reloads on change) sees the old vault or the new one,
