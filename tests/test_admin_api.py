@@ -314,7 +314,10 @@ ENDPOINTS = [
     E("remove route", "DELETE", lambda a: f"/v1/routes/{fresh_route(a)}", "org_admin", None, True),
     *[
         e
-        for section in ("limits", "guardrail_policies")
+        for section, container, doc in (
+            ("limits", "levels", {"rpm": 60}),
+            ("guardrail_policies", "scopes", {"banned_terms": ["project-zebra"]}),
+        )
         for e in (
             E(f"read {section}", "GET", f"/v1/{section}", "org_admin team_admin auditor"),
             E(
@@ -322,7 +325,7 @@ ENDPOINTS = [
                 "PUT",
                 f"/v1/{section}",
                 "org_admin",
-                {"acme/platform": {"rule": 1}, "acme/payments": {"rule": 2}},
+                {"version": 1, container: {"team:acme/platform": doc, "team:acme/payments": doc}},
                 True,
             ),
             E(
@@ -330,17 +333,27 @@ ENDPOINTS = [
                 "PUT",
                 f"/v1/{section}/acme/platform",
                 "org_admin team_admin",
-                {"rule": 3},
+                doc,
+                True,
+            ),
+            E(f"set another team's {section}", "PUT", f"/v1/{section}/acme/payments", "org_admin", doc, True),
+            E(
+                f"set {section} of a key in own team",
+                "PUT",
+                lambda a, s=section: f"/v1/{s}/scopes/key:{key_of(a, ALICE)}",
+                "org_admin team_admin",
+                doc,
                 True,
             ),
             E(
-                f"set another team's {section}",
+                f"set {section} of another team's key",
                 "PUT",
-                f"/v1/{section}/acme/payments",
+                lambda a, s=section: f"/v1/{s}/scopes/key:{key_of(a, FATIMA)}",
                 "org_admin",
-                {"rule": 4},
+                doc,
                 True,
             ),
+            E(f"set org-wide {section}", "PUT", f"/v1/{section}/scopes/org:acme", "org_admin", doc, True),
         )
     ],
     E("list roles", "GET", "/v1/roles", "org_admin auditor"),
@@ -405,8 +418,24 @@ def test_scoping_of_listings(admin: AdminServer) -> None:
     assert teams["auditor"] == teams["org_admin"]
     assert teams["team_admin"] == {"acme/platform"}
     assert developers == {ALICE}
-    limits = admin.call("team_admin", "GET", "/v1/limits").json()
-    assert set(limits) <= {"acme/platform"}
+    admin.call("org_admin", "PUT", "/v1/limits/acme/payments", {"rpm": 7})
+    admin.call("org_admin", "PUT", "/v1/limits/acme/platform", {"rpm": 8})
+    limits = admin.call("team_admin", "GET", "/v1/limits").json()["levels"]
+    assert limits["team:acme/platform"] == {"rpm": 8} and "team:acme/payments" not in limits
+    assert "team:acme/payments" in admin.call("auditor", "GET", "/v1/limits").json()["levels"]
+
+
+def test_invalid_section_documents_are_refused_by_the_engines_parsers(admin: AdminServer) -> None:
+    before = admin.audit_count()
+    vault_before = admin.store.read().sections
+    for path, body in (
+        ("/v1/limits/acme/platform", {"rpm": -5}),
+        ("/v1/limits", {"version": 99}),
+        ("/v1/guardrail_policies/acme/platform", {"detectors": {"EMAIL_ADDRESS": {"action": "explode"}}}),
+    ):
+        r = admin.call("org_admin", "PUT", path, body)
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith("invalid "), (path, r.text)
+    assert admin.audit_count() == before and admin.store.read().sections == vault_before
 
 
 def test_developer_usage_is_their_own(admin: AdminServer) -> None:

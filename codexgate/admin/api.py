@@ -18,16 +18,18 @@ Resources (all under ``/v1``)::
     GET  teams                           POST teams
     GET  providers                       POST providers   POST providers/{name}/rotate   DELETE providers/{name}
     GET  routes                          POST routes      DELETE routes/{index}
-    GET  limits                          PUT  limits      PUT limits/{org}/{team}
-    GET  guardrail_policies              PUT  guardrail_policies   PUT guardrail_policies/{org}/{team}
+    GET  limits                          PUT  limits      PUT limits/scopes/{scope}   PUT limits/{org}/{team}
+    GET  guardrail_policies              PUT  guardrail_policies   PUT guardrail_policies/scopes/{scope}  (…/{org}/{team})
     GET  roles                           POST roles       POST roles/{id}/revoke
     GET  audit[?since&actor&action&limit]
     GET  usage[?developer&team&since]
 
-Sections (``limits``, ``guardrail_policies``) are raw JSON owned by their policy engines; the API's
-only convention is that a team's part is the sub-document under its ``org/team`` path
-(``section["acme/platform"]``), which a team admin may read and replace; whole-section writes are
-for org admins.
+Sections (``limits``, ``guardrail_policies``) are raw JSON owned by their policy engines. The API
+knows only where each keeps its per-scope entries (``levels`` / ``scopes``, keyed ``team:ORG/TEAM``,
+``key:ID``, ``org:ORG``, ``project:…``, ``developer:…``): a team admin reads and sets the entries of
+its teams and of their keys; org, project and developer entries and whole-section writes are for
+org admins. Contents are validated by the engines' own parsers when ``codexgate admin serve`` can
+import them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +57,8 @@ from codexgate.core.vault import ProviderCredential, Vault, VaultError, split_te
 
 log = logging.getLogger("codexgate.admin")
 SECTIONS = ("limits", "guardrail_policies")
+# where each section keeps its per-scope entries ("team:acme/platform", "key:<id>", "org:acme", …)
+SECTION_CONTAINERS = {"limits": "levels", "guardrail_policies": "scopes"}
 KEY_OPS = ("rotate", "revoke", "enable", "disable")
 MAX_BODY = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -91,9 +95,17 @@ def _parse_time(value: str | None) -> datetime | None:
 class AdminApi:
     """Handlers bound to one vault store; ``app()`` is the ASGI application."""
 
-    def __init__(self, store: VaultStore, usage: UsageFn | None = None) -> None:
+    def __init__(
+        self,
+        store: VaultStore,
+        usage: UsageFn | None = None,
+        validators: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
         self.store = store
         self.usage = usage
+        # section name -> the owning engine's parser (raises ValueError): the API stays ignorant of
+        # the sections' contents yet refuses a document the gateway could not load
+        self.validators = dict(validators or {})
 
     # ------------------------------------------------------------ plumbing
     def app(self) -> Starlette:
@@ -120,7 +132,8 @@ class AdminApi:
                 for row in (
                     (f"/v1/{section}", get, self.get_section, {"section": section}),
                     (f"/v1/{section}", put, self.put_section, {"section": section}),
-                    (f"/v1/{section}/{{org}}/{{team}}", put, self.put_team_section, {"section": section}),
+                    (f"/v1/{section}/scopes/{{scope_id:path}}", put, self.put_scope, {"section": section}),
+                    (f"/v1/{section}/{{org}}/{{team}}", put, self.put_scope, {"section": section}),
                 )
             ],
             ("/v1/roles", get, self.list_roles, {}),
@@ -410,14 +423,59 @@ class AdminApi:
         return {"index": index, "model": route.model, "api": route.api, "provider": route.provider}
 
     # ------------------------------------------------------------ raw sections
+    @staticmethod
+    def _entries(vault: Vault, name: str) -> dict[str, Any]:
+        section = vault.sections.get(name)
+        entries = section.get(SECTION_CONTAINERS[name]) if isinstance(section, dict) else None
+        return dict(entries) if isinstance(entries, dict) else {}
+
+    def _require_scope(self, p: Principal, vault: Vault, name: str, scope_id: str) -> None:
+        """Who may change the ``scope_id`` entry (``team:ORG/TEAM``, ``key:ID``, ``org:ORG``, …)."""
+        kind, _, value = scope_id.partition(":")
+        action = f"change the {name} of {scope_id}"
+        if kind == "team":
+            p.require_team_write(value, action)
+        elif kind == "key":
+            key = vault.keys.get(value)
+            if key is None:
+                raise ApiError(404, f"unknown key id {value!r}", "not_found")
+            p.require_key(key, action, developer_may=False)
+        else:
+            p.require(("org_admin",), action)
+            if kind == "org" and value != p.org:
+                raise Forbidden(p, action, f"org {value} is not org {p.org}")
+            if kind not in ("org", "project", "developer"):
+                raise ApiError(
+                    400, f"unknown scope {scope_id!r} (use org:, team:, project:, developer: or key:)"
+                )
+
+    def _visible_scope(self, p: Principal, vault: Vault, scope_id: str) -> bool:
+        kind, _, value = scope_id.partition(":")
+        if kind == "team":
+            return p.can_read_team(value)
+        if kind == "key":
+            key = vault.keys.get(value)
+            return key is not None and p.can_read_key(key)
+        return p.role in ("org_admin", "auditor")
+
     def get_section(self, p: Principal, vault: Vault, *, info: dict[str, str], **_: Any) -> Any:
         name = info["section"]
-        section = vault.sections.get(name) or {}
         if p.role in ("org_admin", "auditor"):
-            return scrub(section)
+            return scrub(vault.sections.get(name) or {})
         if p.role == "team_admin":
-            return {t: scrub(section[t]) for t in p.teams if isinstance(section, dict) and t in section}
+            entries = self._entries(vault, name)
+            own = {sid: doc for sid, doc in entries.items() if self._visible_scope(p, vault, sid)}
+            return scrub({SECTION_CONTAINERS[name]: own})
         raise Forbidden(p, f"read {name}", "a developer sees only their own keys and usage")
+
+    def _validate(self, name: str, section: Any) -> None:
+        check = self.validators.get(name)
+        if check is None:
+            return
+        try:
+            check(section)
+        except ValueError as exc:
+            raise ApiError(400, f"invalid {name}: {exc}") from None
 
     def put_section(
         self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
@@ -426,22 +484,30 @@ class AdminApi:
         p.require(("org_admin",), f"replace all {name}")
         if not isinstance(body, dict):
             raise ApiError(400, f"{name} must be a JSON object")
+        self._validate(name, body)
         with self._edit(p, rid, f"{name}.set", f"section:{name}") as v:
             v.sections[name] = body
         return scrub(body)
 
-    def put_team_section(
+    def put_scope(
         self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], body: Any, **_: Any
     ) -> Any:
-        name, team = info["section"], f"{info['org']}/{info['team']}"
-        p.require_team_write(team, f"change the {name} of {team}")
-        with self._edit(p, rid, f"{name}.set", f"section:{name}/{team}") as v:
+        """Set (or with ``{}`` remove) one entry: ``section[container][scope_id] = body``."""
+        name = info["section"]
+        scope_id = info.get("scope_id") or f"team:{info['org']}/{info['team']}"
+        self._require_scope(p, vault, name, scope_id)
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the {name} of {scope_id} must be a JSON object")
+        with self._edit(p, rid, f"{name}.set", f"section:{name}/{scope_id}") as v:
             section = v.sections.get(name)
-            section = dict(section) if isinstance(section, dict) else {}
-            if body in ({}, None):
-                section.pop(team, None)
+            section = dict(section) if isinstance(section, dict) else {"version": 1}
+            entries = self._entries(v, name)
+            if body:
+                entries[scope_id] = body
             else:
-                section[team] = body
+                entries.pop(scope_id, None)
+            section[SECTION_CONTAINERS[name]] = entries
+            self._validate(name, section)  # raising here leaves the vault and the audit log untouched
             v.sections[name] = section
         return scrub(body)
 
@@ -551,10 +617,14 @@ def _action_name(handler: str, info: dict[str, str]) -> str:
         return f"key.{info.get('op')}"
     if handler == "get_section":
         return f"{info.get('section')}.read"
-    if handler in ("put_section", "put_team_section"):
+    if handler in ("put_section", "put_scope"):
         return f"{info.get('section')}.set"
     return _ACTIONS.get(handler, handler)
 
 
-def make_app(store: VaultStore, usage: UsageFn | None = None) -> Starlette:
-    return AdminApi(store, usage).app()
+def make_app(
+    store: VaultStore,
+    usage: UsageFn | None = None,
+    validators: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> Starlette:
+    return AdminApi(store, usage, validators).app()

@@ -87,6 +87,24 @@ def _usage_fn(traces: str) -> Any:
     return usage
 
 
+def _section_validators() -> dict[str, Any]:
+    """The policy engines' own parsers for their vault sections (absent engines: no check)."""
+    validators: dict[str, Any] = {}
+    try:
+        from codexgate.limits.config import LimitsConfig
+
+        validators["limits"] = LimitsConfig.from_section
+    except ImportError:
+        pass
+    try:
+        from codexgate.guard.policy import from_section
+
+        validators["guardrail_policies"] = from_section
+    except ImportError:
+        pass
+    return validators
+
+
 @cli_errors
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -98,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
     path = _vault_path(args)
     store = VaultStore(path, _secret(args), audit_log_for(path, args.audit_dir, args.anchor))
     store.read()  # fail at start, in one line, when the vault cannot be opened
-    app = make_app(store, _usage_fn(args.traces) if args.traces else None)
+    app = make_app(store, _usage_fn(args.traces) if args.traces else None, _section_validators())
     print(f"codexgate admin API on http://{args.host}:{args.port} (vault {path})", flush=True)
     # uvicorn's access log names client, method, path and status only: never headers or bodies
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
