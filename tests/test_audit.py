@@ -294,3 +294,34 @@ def test_segments_chain_across_files(tmp_path: Path) -> None:
     segs[1].write_bytes(b"".join([second[0].replace(b'"t"', b'"x"'), *second[1:]]))
     result = verify(tmp_path / "a")
     assert not result.ok and result.bad_file == segs[1].name and result.bad_line == 1
+
+
+def test_concurrent_writers_keep_one_chain(populated: tuple[Path, list]) -> None:
+    """Eight break-glass CLI processes at once: every edit lands in the vault, each has exactly one
+    entry, and the chain (and the anchor) still verifies."""
+    tmp, _ = populated
+    before = len(read_entries(tmp / "vault" / "audit"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXGATE_")}
+    env.update(
+        {
+            "CODEXGATE_VAULT": str(tmp / "vault" / "vault.enc"),
+            "CODEXGATE_VAULT_KEY_FILE": str(tmp / "secrets" / "vault.key"),
+            "CODEXGATE_AUDIT_ANCHOR": str(tmp / "elsewhere" / "head.jsonl"),
+        }
+    )
+    procs = [
+        subprocess.Popen(
+            [CODEXGATE, "team", "add", f"acme/conc{i}"],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
+    assert all(p.wait(60) == 0 for p in procs)
+    added = read_entries(tmp / "vault" / "audit")[before:]
+    assert sorted(e["target"] for e in added) == sorted(f"team:acme/conc{i}" for i in range(8))
+    listed = run(tmp, "team", "list", "--json")
+    assert {f"acme/conc{i}" for i in range(8)} <= {t["team"] for t in json.loads(listed.stdout)}
+    assert run(tmp, "audit", "verify").returncode == 0
