@@ -58,13 +58,13 @@ def refuse_on_error(flow: http.HTTPFlow, where: str, exc: BaseException) -> None
     if state is None:
         state = FlowState.for_unparsed(flow)
         flow.metadata[STATE_KEY] = state
-    state.gateway_error = f"{where}: {type(exc).__name__}"
+    state.verdict.gateway_error = f"{where}: {type(exc).__name__}"
     if where.rsplit(".", 1)[-1] not in _PRE_FORWARD_HOOKS:
         return  # already sent upstream: tracing records the error in the call's row
     message = "codexgate could not process this request (internal error); it was not forwarded."
     state.refuse(500, GATEWAY_ERROR, message, "failsafe")
     flow.metadata.pop(CLEARED_KEY, None)
-    flow.response = error_response(state.shape.family, 500, GATEWAY_ERROR, message)
+    flow.response = error_response(state.request.shape.family, 500, GATEWAY_ERROR, message)
 
 
 def failsafe(func: F) -> F:
@@ -130,7 +130,7 @@ class Backstop:
             state = get_state(flow)
             if state is None and not is_gateway_flow(flow, self.is_provider_host):
                 return
-            if state is not None and state.passthrough:
+            if state is not None and state.request.passthrough:
                 return
             self.refused += 1
             refuse_on_error(flow, "Backstop.request", RuntimeError("flow not cleared by the upstream step"))

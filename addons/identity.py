@@ -82,9 +82,9 @@ class Identity:
         state = get_state(flow)
         if state is None or flow.response is not None:
             return
-        key = state.presented_key
-        state.presented_key = None  # compared once below, then forgotten
-        if key is None and state.mode == "forward":
+        key = state.request.presented_key
+        state.request.presented_key = None  # compared once below, then forgotten
+        if key is None and state.request.mode == "forward":
             key = self._proxy_keys.get(flow.client_conn)  # proxy credentials sent on the CONNECT
         vault = self.holder.vault
         if vault is None:
@@ -99,7 +99,7 @@ class Identity:
         if not key:
             where = (
                 "as proxy credentials (HTTPS_PROXY=http://codexgate:KEY@host:port)"
-                if state.mode == "forward"
+                if state.request.mode == "forward"
                 else "as 'Authorization: Bearer <key>'"
             )
             self._refuse(
@@ -111,15 +111,15 @@ class Identity:
         except AuthError as exc:
             self._refuse(flow, state, 401, exc.code, exc.message)
             return
-        state.identity = entry
+        state.verdict.identity = entry
         team = vault.teams.get(f"{entry.org}/{entry.team}")
-        state.privacy_mode = privacy.strictest(entry.privacy_mode, team.privacy_mode if team else None)
+        state.verdict.privacy_mode = privacy.strictest(entry.privacy_mode, team.privacy_mode if team else None)
         state.decide("identity", "allow", entry.key_id)
-        merged = dict(state.tags)
+        merged = dict(state.request.tags)
         merged.update(entry.tags)  # the key's tags are governance: a request header cannot override them
-        state.tags = merged
+        state.request.tags = merged
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:
         state.refuse(status, code, message, "identity")
-        flow.response = error_response(state.shape.family, status, code, message)
+        flow.response = error_response(state.request.shape.family, status, code, message)

@@ -197,12 +197,12 @@ class Intake:
         if not reverse and not self.hosts.is_provider_host(req.pretty_host):
             return  # forward-proxy traffic to a non-provider host: not model traffic
         shape = classify(req.path, headers_anthropic="anthropic-version" in req.headers)
-        state = FlowState(shape=shape, mode="reverse" if reverse else "forward")
-        state.client_path = req.path.split("?", 1)[0][:2048]
+        state = FlowState.new(shape, "reverse" if reverse else "forward")
+        state.request.client_path = req.path.split("?", 1)[0][:2048]
         flow.metadata[STATE_KEY] = state
         # Before anything else can fail: no credential of the client's stays on the request.
-        state.presented_key = take_credentials(req, state.mode)
-        state.codex = codex_session.from_request(req, None)  # so early refusals carry the session ids
+        state.request.presented_key = take_credentials(req, state.request.mode)
+        state.request.codex = codex_session.from_request(req, None)  # so early refusals carry the session ids
 
         headers = req.headers.fields
         if len(headers) > ctx.options.codexgate_max_headers or sum(
@@ -219,7 +219,7 @@ class Intake:
         refusal = check_endpoint(req.method, req.path, shape)
         if refusal is not None:
             if refusal.status != 400 and ctx.options.codexgate_unknown_endpoints == "passthrough":
-                state.passthrough = True
+                state.request.passthrough = True
             else:
                 extra = {"allow": refusal.allow} if refusal.allow else None
                 self._refuse(flow, state, refusal.status, refusal.code, refusal.message, extra)
@@ -241,11 +241,11 @@ class Intake:
             return
         req = flow.request
         raw = req.raw_content or b""
-        model_call = state.shape.is_model_call and not state.passthrough
+        model_call = state.request.shape.is_model_call and not state.request.passthrough
         args = (
             raw,
             req.headers.get("content-encoding", ""),
-            state.shape.api,
+            state.request.shape.api,
         )
         kwargs: dict[str, Any] = {
             "max_bytes": ctx.options.codexgate_max_body_bytes,
@@ -257,7 +257,7 @@ class Intake:
                 parsed = await asyncio.to_thread(parse_request, *args, **kwargs)
             else:
                 parsed = parse_request(*args, **kwargs)
-            state.tags = parse_metadata_header(req.headers.get(METADATA_HEADER))
+            state.request.tags = parse_metadata_header(req.headers.get(METADATA_HEADER))
         except BodyRejected as exc:
             self._refuse(flow, state, exc.status, exc.code, exc.message)
             return
@@ -265,27 +265,27 @@ class Intake:
             if METADATA_HEADER in req.headers:
                 del req.headers[METADATA_HEADER]
         body = parsed.body
-        state.body, state.body_text, state.request_bytes = body, parsed.text, parsed.decoded_bytes
+        state.request.body, state.request.body_text, state.request.size = body, parsed.text, parsed.decoded_bytes
         if body is not None:
             model = body.get("model")
             if model is not None and (not isinstance(model, str) or not model or len(model) > _MAX_MODEL_CHARS):
                 self._refuse(flow, state, 400, "invalid_model", "codexgate: 'model' must be a non-empty string.")
                 return
-            state.request_model = model
-            state.stream_requested = body.get("stream") is True
-        if state.shape.azure_deployment:
+            state.request.model = model
+            state.request.stream = body.get("stream") is True
+        if state.request.shape.azure_deployment:
             # Azure serves the deployment named in the path, whatever the body says: scope checks it.
-            state.request_model = state.shape.azure_deployment
+            state.request.model = state.request.shape.azure_deployment
             if body is not None and isinstance(body.get("model"), str):
-                state.also_served_models = [body["model"]]
-        if model_call and state.request_model is None and state.shape.api != "models":
+                state.request.also_served_models = [body["model"]]
+        if model_call and state.request.model is None and state.request.shape.api != "models":
             self._refuse(flow, state, 400, "missing_model", "codexgate: the request names no 'model'.")
             return
-        state.codex = codex_session.from_request(req, body)
-        state.instructions_hash = parsed.instructions_hash
-        if state.shape.is_model_call:
-            state.delta = self.sessions.observe(state.codex.grouping_key, parsed.digests)
-            state.new_items = parsed.items[state.delta.new_start :]
+        state.request.codex = codex_session.from_request(req, body)
+        state.request.instructions_hash = parsed.instructions_hash
+        if state.request.shape.is_model_call:
+            state.request.delta = self.sessions.observe(state.request.codex.grouping_key, parsed.digests)
+            state.request.new_items = parsed.items[state.request.delta.new_start :]
 
     @staticmethod
     def _refuse(
@@ -297,4 +297,4 @@ class Intake:
         headers: dict[str, str] | None = None,
     ) -> None:
         state.refuse(status, code, message, "intake")
-        flow.response = error_response(state.shape.family, status, code, message, headers)
+        flow.response = error_response(state.request.shape.family, status, code, message, headers)

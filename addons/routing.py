@@ -15,7 +15,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from addons.errors import error_response
 from addons.failsafe import CLEARED_KEY, failsafe
-from addons.flowstate import get_state
+from addons.flowstate import Attempt, get_state
 from addons.provider_hosts import ProviderHosts
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
 
@@ -96,34 +96,25 @@ class Routing:
         if state is None or flow.response is not None:
             return
         problem = state.cleared_for(self.required)
-        if problem is None and state.provider is None:
+        if problem is None and state.verdict.provider is None:
             problem = "no provider chosen"
         if problem is not None:
             log.error("codexgate: refusing a call that reached the upstream step uncleared (%s)", problem)
             msg = "codexgate could not authorise this request (internal error); it was not forwarded."
             state.refuse(500, "gateway_error", msg, "upstream")
-            flow.response = error_response(state.shape.family, 500, "gateway_error", msg)
+            flow.response = error_response(state.request.shape.family, 500, "gateway_error", msg)
             return
-        provider = state.provider
+        provider = state.verdict.provider
         assert provider is not None
         req = flow.request
-        url = upstream_url(provider, state.shape, state.request_model, list(req.query.items(multi=True)))
+        url = upstream_url(provider, state.request.shape, state.request.model, list(req.query.items(multi=True)))
         req.url = url
-        if not state.passthrough:
+        if not state.request.passthrough:
             for name, value in credential_headers(provider).items():
                 req.headers[name] = value
         if provider.kind == "anthropic" and "anthropic-version" not in req.headers:
             req.headers["anthropic-version"] = ANTHROPIC_VERSION
-        state.upstream_sent_mono = time.monotonic()
-        state.attempts.append(
-            {
-                "attempt": len(state.attempts) + 1,
-                "provider": provider.name,
-                "url": display_url(url),
-                "status_code": None,
-                "latency_ms": None,
-                "error": None,
-                "started_at": datetime.now(UTC),
-            }
+        state.upstream.attempts.append(
+            Attempt(len(state.upstream.attempts) + 1, provider.name, display_url(url), datetime.now(UTC), time.monotonic())
         )
         flow.metadata[CLEARED_KEY] = True

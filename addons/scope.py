@@ -27,19 +27,19 @@ class Scope:
     @failsafe
     def request(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or flow.response is not None or state.identity is None:
+        if state is None or flow.response is not None or state.verdict.identity is None:
             return
         vault = self.holder.vault
         if vault is None:  # vault vanished between identity and here: fail closed
             self._refuse(flow, state, 503, "vault_unavailable", "codexgate vault unavailable")
             return
-        key = state.identity
-        model = state.request_model
-        if model is None and state.shape.is_model_call and not state.passthrough:
+        key = state.verdict.identity
+        model = state.request.model
+        if model is None and state.request.shape.is_model_call and not state.request.passthrough:
             # intake refuses these already; a model nobody could read is never in scope
             self._refuse(flow, state, 400, "missing_model", "codexgate: the request names no 'model'.")
             return
-        for name in [model, *state.also_served_models] if model is not None else []:
+        for name in [model, *state.request.also_served_models] if model is not None else []:
             if not allowed(name, key.models):
                 self._refuse(
                     flow,
@@ -53,10 +53,10 @@ class Scope:
         if requested is not None:
             del flow.request.headers[route_table.ROUTE_HEADER]
         host_provider = (
-            self.hosts.provider_for_host(flow.request.pretty_host) if state.mode == "forward" else None
+            self.hosts.provider_for_host(flow.request.pretty_host) if state.request.mode == "forward" else None
         )
         choice = route_table.choose(
-            vault, state.shape.api, model, requested=requested, host_provider=host_provider
+            vault, state.request.shape.api, model, requested=requested, host_provider=host_provider
         )
         if choice.provider is None:
             self._refuse(flow, state, 400 if requested else 503, "no_route", f"codexgate: {choice.problem}.")
@@ -70,10 +70,10 @@ class Scope:
                 f"Key {key.key_id} may not use provider '{choice.provider.name}' (allowed: {', '.join(key.providers)}).",
             )
             return
-        state.provider, state.route = choice.provider, choice.route
+        state.verdict.provider, state.verdict.route = choice.provider, choice.route
         state.decide("scope", "allow", f"{model or '-'} via {choice.provider.name}")
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:
         state.refuse(status, code, message, "scope")
-        flow.response = error_response(state.shape.family, status, code, message)
+        flow.response = error_response(state.request.shape.family, status, code, message)

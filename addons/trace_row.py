@@ -60,22 +60,22 @@ def build_row(
     instance: str | None = None,
     max_stored_chars: int = MAX_STORED_CHARS,
 ) -> dict[str, Any]:
-    key = state.identity
-    provider = state.provider
-    mode = state.privacy_mode
+    key = state.verdict.identity
+    provider = state.verdict.provider
+    mode = state.verdict.privacy_mode
     cap = _Capper(max_stored_chars)
     usage = result.usage if result else None
     cost = price(
-        (result.response_model if result and result.response_model else None) or state.request_model,
+        (result.response_model if result and result.response_model else None) or state.request.model,
         provider.kind if provider else None,
         usage,
     )
-    if state.refusal is not None:
-        error_type = error_type or state.refusal.code
-        error_message = error_message or state.refusal.message
-    if state.gateway_error is not None:
+    if state.verdict.refusal is not None:
+        error_type = error_type or state.verdict.refusal.code
+        error_message = error_message or state.verdict.refusal.message
+    if state.verdict.gateway_error is not None:
         error_type = "gateway_error"
-        error_message = f"internal error in {state.gateway_error}"
+        error_message = f"internal error in {state.verdict.gateway_error}"
     if result is not None and result.failed:
         error_type = error_type or result.error_type
         error_message = error_message or result.error_message
@@ -88,55 +88,59 @@ def build_row(
         tool_calls = [{**c, "arguments": None} for c in tool_calls]
     elif tool_calls and mode == privacy.REDACTED:
         tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
-    codex = state.codex
+    codex = state.request.codex
     private = mode != privacy.FULL  # client-supplied metadata is scrubbed like bodies
-    tags = [{"key": k, "value": scrub(v) if private else v} for k, v in sorted(state.tags.items())] or None
-    attempts = state.attempts or None
-    providers_tried = [a["provider"] for a in state.attempts]
+    tags = [{"key": k, "value": scrub(v) if private else v} for k, v in sorted(state.request.tags.items())] or None
+    attempts = [a.as_row() for a in state.upstream.attempts] or None
+    providers_tried = [a.provider for a in state.upstream.attempts]
     return {
         "schema_version": SCHEMA_VERSION,
         "trace_id": state.trace_id,
         "gateway_instance": instance,
-        "start_time": state.started_at,
-        "upstream_first_byte_time": state.first_byte_at,
-        "first_token_time": state.first_token_at,
+        "start_time": state.timing.started_at,
+        "upstream_first_byte_time": state.timing.first_byte_at,
+        "first_token_time": state.timing.first_token_at,
         "end_time": end,
-        "duration_ms": _ms(state.started_at, end) or 0.0,
-        "ttfb_ms": _ms(state.started_at, state.first_byte_at),
-        "ttft_ms": _ms(state.started_at, state.first_token_at),
+        "duration_ms": _ms(state.timing.started_at, end) or 0.0,
+        "ttfb_ms": _ms(state.timing.started_at, state.timing.first_byte_at),
+        "ttft_ms": _ms(state.timing.started_at, state.timing.first_token_at),
         "status_code": status_code,
         "outcome": outcome,
         "streaming": streaming,
         "client_aborted": client_aborted,
         "error_type": error_type,
         "error_message": error_message,
-        "refusal_reason": state.refusal.code if state.refusal else None,
+        "refusal_reason": state.verdict.refusal.code if state.verdict.refusal else None,
         "org": key.org if key else None,
         "team": key.team if key else None,
         "project": key.project if key else None,
         "developer": key.developer if key else None,
         "key_id": key.key_id if key else None,
-        "mode": state.mode,
-        "route": state.route,
-        "openai_api_type": state.shape.api,
-        "gen_ai_operation_name": state.shape.operation,
+        "mode": state.request.mode,
+        "route": state.verdict.route,
+        "openai_api_type": state.request.shape.api,
+        "gen_ai_operation_name": state.request.shape.operation,
         "gen_ai_provider_name": _PROVIDER_NAMES.get(provider.kind, provider.kind) if provider else None,
         "provider": provider.name if provider else None,
-        "gen_ai_request_model": state.request_model,
+        "gen_ai_request_model": state.request.model,
         "gen_ai_response_model": result.response_model if result else None,
         "gen_ai_response_id": result.response_id if result else None,
         "gen_ai_response_finish_reasons": (result.finish_reasons or None) if result else None,
         "gen_ai_conversation_id": codex.thread_id or codex.session_id,
         "request_method": flow.request.method,
-        "request_path": state.client_path or flow.request.path.split("?", 1)[0],
+        "request_path": state.request.client_path or flow.request.path.split("?", 1)[0],
         "request_headers": headers_json(flow.request.headers.items(multi=True)),
         # redacted mode: done off-loop before the call; a refused call (rare) is scrubbed here
-        "request_body": cap(state.body_text if state.body_redacted else scrub(state.body_text))
+        "request_body": cap(
+            state.record.stored_body_text
+            if state.record.stored_body_text is not None
+            else scrub(state.request.body_text)
+        )
         if keep
         else None,
-        "request_bytes": state.request_bytes or (len(state.body_text.encode()) if state.body_text else 0),
-        "response_headers": headers_json(state.response_headers)
-        if state.response_headers is not None
+        "request_bytes": state.request.size or (len(state.request.body_text.encode()) if state.request.body_text else 0),
+        "response_headers": headers_json(state.upstream.response_headers)
+        if state.upstream.response_headers is not None
         else None,
         "response_body": cap(scrub(response_body)) if keep else None,
         "response_text": cap(scrub(result.text)) if (keep and result) else None,
@@ -157,11 +161,11 @@ def build_row(
         "price_source": PRICE_SOURCE if cost.known else None,
         "price_version": PRICE_VERSION if cost.known else None,
         "attempts": attempts,
-        "attempt_count": len(state.attempts),
+        "attempt_count": len(state.upstream.attempts),
         "fallback_used": len(set(providers_tried)) > 1,
-        "policy_decisions": state.decisions or None,
-        "guardrail_findings": state.guardrail_findings or None,
-        "guardrail_blocked": any(f.get("action") == "blocked" for f in state.guardrail_findings),
+        "policy_decisions": state.verdict.decisions or None,
+        "guardrail_findings": state.verdict.guardrail_findings or None,
+        "guardrail_blocked": any(f.get("action") == "blocked" for f in state.verdict.guardrail_findings),
         "tags": tags,
         "privacy_mode": mode,
         "session_id": codex.session_id,
@@ -175,13 +179,13 @@ def build_row(
         "user_agent": codex.user_agent,
         "subagent": codex.subagent,
         "codex_turn_metadata": cap(scrub(codex.turn_metadata) if private else codex.turn_metadata),
-        "call_index": state.delta.call_index if state.delta else None,
-        "input_item_count": state.delta.item_count if state.delta else None,
-        "new_input_start": state.delta.new_start if state.delta else None,
-        "new_input_items": cap(state.new_items_json or scrub(json.dumps(state.new_items)))
-        if (keep and state.new_items is not None)
+        "call_index": state.request.delta.call_index if state.request.delta else None,
+        "input_item_count": state.request.delta.item_count if state.request.delta else None,
+        "new_input_start": state.request.delta.new_start if state.request.delta else None,
+        "new_input_items": cap(state.record.stored_new_items or scrub(json.dumps(state.request.new_items)))
+        if (keep and state.request.new_items is not None)
         else None,
-        "instructions_hash": state.instructions_hash,
+        "instructions_hash": state.request.instructions_hash,
     } | {"body_truncated": cap.cut}
 
 
@@ -190,36 +194,36 @@ def minimal_row(
 ) -> dict[str, Any]:
     """The row of a call whose full row could not be built: identity, outcome and timing only,
     every other column at its default. Holds no body and no header."""
-    key = state.identity
+    key = state.verdict.identity
     row = {name: None for name in schema.SCHEMA.names}
     row.update(
         {
             "schema_version": SCHEMA_VERSION,
             "trace_id": state.trace_id,
             "gateway_instance": instance,
-            "start_time": state.started_at,
+            "start_time": state.timing.started_at,
             "end_time": end,
-            "duration_ms": _ms(state.started_at, end) or 0.0,
+            "duration_ms": _ms(state.timing.started_at, end) or 0.0,
             "status_code": fields.get("status_code"),
             "outcome": "gateway_error",
             "streaming": bool(fields.get("streaming", False)),
             "client_aborted": bool(fields.get("client_aborted", False)),
             "error_type": "gateway_error",
             "error_message": error,
-            "refusal_reason": state.refusal.code if state.refusal else None,
+            "refusal_reason": state.verdict.refusal.code if state.verdict.refusal else None,
             "org": key.org if key else None,
             "team": key.team if key else None,
             "project": key.project if key else None,
             "developer": key.developer if key else None,
             "key_id": key.key_id if key else None,
-            "mode": state.mode,
-            "openai_api_type": state.shape.api,
+            "mode": state.request.mode,
+            "openai_api_type": state.request.shape.api,
             "usage_complete": False,
             "cost_known": False,
-            "attempt_count": len(state.attempts),
+            "attempt_count": len(state.upstream.attempts),
             "fallback_used": False,
             "guardrail_blocked": False,
-            "privacy_mode": state.privacy_mode,
+            "privacy_mode": state.verdict.privacy_mode,
         }
     )
     return row

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,17 +109,16 @@ class Tracing:
         if ctx.options.codexgate_trace_failure == "closed" and not self.sink.healthy:
             msg = "codexgate cannot record traces right now; try again later."
             state.refuse(503, "trace_sink_unavailable", msg, "tracing")
-            flow.response = error_response(state.shape.family, 503, "trace_sink_unavailable", msg)
+            flow.response = error_response(state.request.shape.family, 503, "trace_sink_unavailable", msg)
             return
-        if state.privacy_mode == privacy.REDACTED and state.body_text:
+        if state.verdict.privacy_mode == privacy.REDACTED and state.request.body_text:
             # ~10 ms per 100 KB of patterns: done in a thread, before the call, never on the event loop
-            state.body_text = await asyncio.to_thread(privacy.redact, state.body_text)
-            state.body_redacted = True
-            if state.new_items is not None:
-                state.new_items_json = await asyncio.to_thread(
-                    lambda: privacy.redact(json.dumps(state.new_items))
+            state.record.stored_body_text = await asyncio.to_thread(privacy.redact, state.request.body_text)
+            if state.request.new_items is not None:
+                state.record.stored_new_items = await asyncio.to_thread(
+                    lambda: privacy.redact(json.dumps(state.request.new_items))
                 )
-        if state.provider is not None and self.relay.running and self.drain_seconds > 0:
+        if state.verdict.provider is not None and self.relay.running and self.drain_seconds > 0:
             # Every forwarded call goes through the relay: streams keep their usage when the
             # client leaves, and an unreachable or broken upstream is answered in the
             # provider's format (mitmproxy's own 502 page is HTML).
@@ -129,32 +127,32 @@ class Tracing:
     @failsafe
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.refusal is not None or flow.response is None:
+        if state is None or state.verdict.refusal is not None or flow.response is None:
             return
-        if state.relayed:
+        if state.upstream.relayed:
             flow.response.stream = True  # the relay already taps it; pass bytes straight on
             return
         self._upstream_headers(
             state, flow.response.status_code, list(flow.response.headers.items(multi=True))
         )
         if "text/event-stream" in flow.response.headers.get("content-type", ""):
-            state.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
-            flow.response.stream = state.tap
+            state.record.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
+            flow.response.stream = state.record.tap
 
     @failsafe
     def response(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.traced or state.relayed:
+        if state is None or state.record.traced or state.upstream.relayed:
             return
         resp = flow.response
         assert resp is not None
-        if state.tap is not None:
+        if state.record.tap is not None:
             self._finish_stream(flow, state, None)
             return
-        if state.refusal is not None:
-            state.upstream_status = resp.status_code
-            state.response_headers = list(resp.headers.items(multi=True))
-            outcome = "gateway_error" if state.gateway_error or state.refusal.code == "gateway_error" else "refused"
+        if state.verdict.refusal is not None:
+            state.upstream.status = resp.status_code
+            state.upstream.response_headers = list(resp.headers.items(multi=True))
+            outcome = "gateway_error" if state.verdict.gateway_error or state.verdict.refusal.code == "gateway_error" else "refused"
             self._write(flow, state, None, outcome=outcome, status_code=resp.status_code)
             return
         self._finish_json(flow, state, resp.get_content(strict=False) or b"", resp.status_code)
@@ -162,20 +160,20 @@ class Tracing:
     @failsafe
     def error(self, flow: http.HTTPFlow) -> None:
         state = get_state(flow)
-        if state is None or state.traced:
+        if state is None or state.record.traced:
             return
         msg = flow.error.msg if flow.error else "unknown error"
         client_gone = any(s in msg.lower() for s in _CLIENT_GONE)
-        if state.relayed:
+        if state.upstream.relayed:
             # the relay writes the row; it only learns of a client that left during a stall here
             if client_gone:
-                state.client_gone = True
+                state.upstream.client_gone = True
             return
-        if state.tap is not None:
+        if state.record.tap is not None:
             self._finish_stream(flow, state, msg, client_gone=client_gone)
             return
-        if state.attempts:
-            state.attempts[-1]["error"] = msg
+        if state.upstream.last:
+            state.upstream.last.failed(msg)
         self._write(
             flow,
             state,
@@ -196,20 +194,20 @@ class Tracing:
             self._upstream_headers(state, status, headers)
             hdrs = {k.lower(): v for k, v in headers}
             if "text/event-stream" in hdrs.get("content-type", ""):
-                state.tap = self._make_tap(flow, state, hdrs.get("content-encoding", ""))
-                tap_holder.append(state.tap)
+                state.record.tap = self._make_tap(flow, state, hdrs.get("content-encoding", ""))
+                tap_holder.append(state.record.tap)
             else:
                 tap_holder.append(BodyCollector(hdrs.get("content-encoding", "")))
             return tap_holder[0]
 
         def on_end(error: str | None, client_gone: bool) -> None:
-            if state.traced:
+            if state.record.traced:
                 return
-            if state.tap is not None:
+            if state.record.tap is not None:
                 self._finish_stream(flow, state, error, client_gone=client_gone)
             elif tap_holder and isinstance(tap_holder[0], BodyCollector):
                 self._finish_json(
-                    flow, state, tap_holder[0].body(), state.upstream_status or 502, client_gone=client_gone
+                    flow, state, tap_holder[0].body(), state.upstream.status or 502, client_gone=client_gone
                 )
             else:  # never reached the provider
                 self._write(
@@ -223,15 +221,13 @@ class Tracing:
                 )
 
         def on_connect_error(error: str) -> tuple[int, bytes, dict[str, str]]:
-            if state.attempts:
-                state.attempts[-1]["error"] = error
-                if state.upstream_sent_mono is not None:
-                    state.attempts[-1]["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
-            name = state.provider.name if state.provider else "?"
+            if state.upstream.last:
+                state.upstream.last.failed(error)
+            name = state.verdict.provider.name if state.verdict.provider else "?"
             msg = f"codexgate could not reach provider '{name}': {error}"
             return (
                 502,
-                error_body(state.shape.family, 502, "upstream_unreachable", msg),
+                error_body(state.request.shape.family, 502, "upstream_unreachable", msg),
                 {"content-type": "application/json"},
             )
 
@@ -243,27 +239,24 @@ class Tracing:
             on_headers=on_headers,
             on_end=on_end,
             on_connect_error=on_connect_error,
-            on_client_gone=lambda: setattr(state, "client_gone", True),
+            on_client_gone=lambda: setattr(state.upstream, "client_gone", True),
             drain_seconds=self.drain_seconds,
         )
         req.url = self.relay.submit(state.trace_id, job)
-        state.relayed = True
+        state.upstream.relayed = True
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
     def _upstream_headers(state: FlowState, status: int, headers: list[tuple[str, str]]) -> None:
-        state.first_byte_at = datetime.now(UTC)
-        state.upstream_status = status
-        state.response_headers = headers
-        if state.attempts:
-            attempt = state.attempts[-1]
-            attempt["status_code"] = status
-            if state.upstream_sent_mono is not None:
-                attempt["latency_ms"] = (time.monotonic() - state.upstream_sent_mono) * 1000.0
+        state.timing.first_byte_at = datetime.now(UTC)
+        state.upstream.status = status
+        state.upstream.response_headers = headers
+        if state.upstream.last:
+            state.upstream.last.answered(status)
 
     def _make_tap(self, flow: http.HTTPFlow, state: FlowState, encoding: str) -> StreamTap:
         return StreamTap(
-            state.shape.api,
+            state.request.shape.api,
             encoding,
             on_first_token=lambda t: _first_token(state, t),
             on_terminal=lambda: self._finish_stream(flow, state, None),
@@ -272,11 +265,11 @@ class Tracing:
     def _finish_stream(
         self, flow: http.HTTPFlow, state: FlowState, error: str | None, client_gone: bool = False
     ) -> None:
-        if state.traced or state.tap is None:
+        if state.record.traced or state.record.tap is None:
             return
-        tap = state.tap
+        tap = state.record.tap
         result = tap.result()
-        client_gone = client_gone or state.client_gone
+        client_gone = client_gone or state.upstream.client_gone
         if result.failed:
             outcome = "upstream_error"
         elif client_gone:
@@ -286,14 +279,14 @@ class Tracing:
         else:
             outcome = "incomplete"  # upstream closed or broke before the end
         err_type = {"client_aborted": "client_disconnected", "incomplete": "stream_incomplete"}.get(outcome)
-        if state.attempts and outcome in ("upstream_error", "incomplete"):
-            state.attempts[-1]["error"] = result.error_type or error or "stream ended before completion"
+        if state.upstream.last and outcome in ("upstream_error", "incomplete"):
+            state.upstream.last.failed(result.error_type or error or "stream ended before completion")
         self._write(
             flow,
             state,
             result,
             outcome=outcome,
-            status_code=state.upstream_status,
+            status_code=state.upstream.status,
             client_aborted=client_gone,
             error_type=err_type,
             error_message=error if outcome != "ok" else None,
@@ -308,10 +301,10 @@ class Tracing:
             body = json.loads(content) if content else None
         except ValueError:
             body = None
-        result: Reassembled = from_json_body(state.shape.api, body if isinstance(body, dict) else None)
+        result: Reassembled = from_json_body(state.request.shape.api, body if isinstance(body, dict) else None)
         ok = status < 400 and not result.failed
-        if state.attempts and not ok:
-            state.attempts[-1]["error"] = result.error_type or f"HTTP {status}"
+        if state.upstream.last and not ok:
+            state.upstream.last.failed(result.error_type or f"HTTP {status}")
         self._write(
             flow,
             state,
@@ -325,21 +318,26 @@ class Tracing:
     def _write(
         self, flow: http.HTTPFlow, state: FlowState, result: Reassembled | None, **fields: object
     ) -> None:
-        state.traced = True
-        if self.sink is None:
-            return
+        state.record.traced = True
         end = datetime.now(UTC)
+        instance = self.sink.instance_id if self.sink is not None else None
         try:
-            row = build_row(flow, state, result, end=end, instance=self.sink.instance_id, **fields)  # type: ignore[arg-type]
+            row = build_row(flow, state, result, end=end, instance=instance, **fields)  # type: ignore[arg-type]
         except Exception as exc:  # a row must exist even when building it fails: keep the essentials
             log.error("codexgate: could not build a full trace row (%s); writing a minimal one", type(exc).__name__)
-            row = minimal_row(state, end, self.sink.instance_id, f"trace_row: {type(exc).__name__}", fields)
-        try:
-            self.sink.write(row)
-        except SinkError:
-            pass  # already reported loudly through on_error; fail-open keeps serving
+            row = minimal_row(state, end, instance, f"trace_row: {type(exc).__name__}", fields)
+        if self.sink is not None:
+            try:
+                self.sink.write(row)
+            except SinkError:
+                pass  # already reported loudly through on_error; fail-open keeps serving
+        for finish in state.record.finishers:
+            try:
+                finish(row)
+            except Exception as exc:  # one control's bookkeeping must not stop another's
+                log.error("codexgate: a finisher failed (%s)", type(exc).__name__)
 
 
 def _first_token(state: FlowState, at: datetime) -> None:
-    if state.first_token_at is None:
-        state.first_token_at = at
+    if state.timing.first_token_at is None:
+        state.timing.first_token_at = at

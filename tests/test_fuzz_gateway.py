@@ -58,7 +58,7 @@ SUFFIXES = [
 ]
 METHODS = ["POST", "POST", "POST", "GET", "PUT", "DELETE", "PATCH", "OPTIONS"]
 MODELS: list[Any] = ["gpt-5-codex", "gpt-5", "gpt-4o", "gpt-4.1-mini", "claude-sonnet-4-5", 5, ["gpt-5"], None, ""]
-HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60).map(str.strip)
 
 
 def hostile_json(depth: int) -> str:

@@ -106,7 +106,7 @@ async def test_exception_in_a_policy_refuses_in_provider_format(demo: DemoVault,
     assert f.response.status_code == 500 and err["code"] == "gateway_error"
     assert CLEARED_KEY not in f.metadata
     assert "authorization" not in f.request.headers  # the gateway key was taken off first
-    assert get_state(f).gateway_error == "Exploding.request: RuntimeError"
+    assert get_state(f).verdict.gateway_error == "Exploding.request: RuntimeError"
     assert "sk-proj-must-not-appear" not in caplog.text and "boom" not in caplog.text
     assert "Exploding.request" in caplog.text
 
@@ -118,7 +118,7 @@ async def test_missing_decision_is_refused_by_the_upstream_step(demo: DemoVault)
         await p.run(f, extra=[Unguarded()])
     assert f.response.status_code == 500 and error_of(f)["code"] == "gateway_error"
     assert PROVIDER_KEY not in str(f.request.headers)
-    assert get_state(f).refusal.policy == "upstream"
+    assert get_state(f).verdict.refusal.policy == "upstream"
 
 
 async def test_exception_in_intake_still_refuses(demo: DemoVault) -> None:
@@ -128,7 +128,7 @@ async def test_exception_in_intake_still_refuses(demo: DemoVault) -> None:
         p.intake.sessions = None  # type: ignore[assignment]  # make intake's request hook fail
         await p.run(f)
     assert f.response.status_code == 500 and error_of(f)["code"] == "gateway_error"
-    assert get_state(f).gateway_error.startswith("Intake.request")
+    assert get_state(f).verdict.gateway_error.startswith("Intake.request")
     assert PROVIDER_KEY not in str(f.request.headers)
 
 
@@ -138,7 +138,7 @@ def test_backstop_refuses_uncleared_gateway_flows(demo: DemoVault) -> None:
         reverse = model_flow(None, {"model": "m"})
         backstop.request(reverse)  # no state at all (the script chain never ran)
         assert reverse.response.status_code == 500
-        assert get_state(reverse).gateway_error is not None
+        assert get_state(reverse).verdict.gateway_error is not None
 
         cleared = model_flow(None, {"model": "m"})
         cleared.metadata[CLEARED_KEY] = True
@@ -164,7 +164,7 @@ async def test_credentials_are_gone_after_requestheaders(demo: DemoVault) -> Non
         for h in ("x-api-key", "api-key", "proxy-authorization", "cookie", "openai-api-key"):
             f.request.headers[h] = "secret-" + h
         p.intake.requestheaders(f)
-    assert get_state(f).presented_key == demo.keys["alice"]
+    assert get_state(f).request.presented_key == demo.keys["alice"]
     assert not any(v.startswith(("secret-", "Bearer")) for v in f.request.headers.values())
     assert demo.keys["alice"] not in repr(get_state(f))
 
@@ -194,7 +194,7 @@ def test_flowstate_clearance_rules() -> None:
     f = model_flow(None, b"{}")
     s = FlowState.for_unparsed(f)
     assert s.cleared_for(("identity",)) == "not authenticated"
-    s.identity = object()  # type: ignore[assignment]
+    s.verdict.identity = object()  # type: ignore[assignment]
     assert s.cleared_for(("identity",)) == "no decision from identity"
     s.allow("identity", "k")
     assert s.cleared_for(("identity",)) is None
