@@ -9,7 +9,7 @@ stands). Three layers make sure that never opens the gateway:
    call is refused with 500 ``gateway_error`` in the provider's error format and gets its
    trace row; later addons see the refusal and stand aside. Hooks after the request was sent
    (``response``/``error``) only record.
-2. The upstream step (``addons.routing.Upstream``) injects credentials and forwards only a
+2. The upstream step (``addons.upstream.Upstream``) injects credentials and forwards only a
    flow whose state carries an ``allow`` from every required policy and no refusal
    (``FlowState.cleared_for``); anything else is refused there.
 3. ``Backstop`` is registered as a separate *top-level* addon, so it runs even if the whole

@@ -151,6 +151,9 @@ class Record:
     traced: bool = False  # the trace row was handed to the sink (exactly once per flow)
     # called with the finished row, once (e.g. limits settle their reservation here)
     finishers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # applied in order to each chunk of the upstream's answer after the tap saw it, and once
+    # with b"" at the end (output guardrails may rewrite or end a stream here)
+    stream_filters: list[Callable[[bytes], bytes]] = field(default_factory=list)
 
 
 @dataclass

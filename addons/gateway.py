@@ -1,7 +1,8 @@
 """codexgate: run with ``mitmdump -s addons/gateway.py --set codexgate_vault=... [mode options]``.
 
 The addons run in request order, each one concern with the state it owns:
-  client limits -> intake -> identity -> scope (policy) -> routing (upstream step) -> tracing -> sink
+  client limits -> intake -> identity -> scope (policy) -> tracing (admission) -> upstream step
+  -> [relay -> provider] -> tracing (tap, row) -> sink
 They share per-flow state in ``flow.metadata["codexgate"]``. Every hook is wrapped by
 ``addons.failsafe.failsafe``; the upstream step forwards only a flow with an ``allow`` from
 every policy in ``REQUIRED_POLICIES``; a top-level ``Backstop`` refuses anything that reaches
@@ -25,12 +26,12 @@ from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
 from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
-from addons.routing import Routing  # noqa: E402
 from addons.scope import Scope  # noqa: E402
 from addons.tracing import Tracing  # noqa: E402
+from addons.upstream import Upstream  # noqa: E402
 from addons.vault_watch import VaultHolder  # noqa: E402
 
-REQUIRED_POLICIES = ("identity", "scope")
+REQUIRED_POLICIES = ("identity", "scope", "tracing")
 
 refuse_trailers()
 _vault = VaultHolder()
@@ -44,12 +45,15 @@ class Pipeline:
         install_backstop(_hosts.is_provider_host)
 
 
+_tracing = Tracing()
+
 addons = [
     Pipeline(),
     ClientLimits(),
     Intake(_hosts),
     Identity(_vault),
     Scope(_vault, _hosts),
-    Routing(_hosts, REQUIRED_POLICIES),
-    Tracing(),
+    # policy addons (limits, guardrails) go here, each adding its name to REQUIRED_POLICIES
+    _tracing,
+    Upstream(_hosts, REQUIRED_POLICIES, _tracing),
 ]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +31,6 @@ from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
-from addons.stream_relay import RelayJob, StreamRelay
 from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import build_row, minimal_row
 from codexgate.sink import SinkError, TraceSink
@@ -39,11 +40,25 @@ log = logging.getLogger("codexgate.tracing")
 _CLIENT_GONE = ("client disconnected", "connection closed by client", "client closed")
 
 
+@dataclass
+class RelayHooks:
+    """What the relay calls back for one call: the tap for the upstream's answer, the end, a
+    connection failure (-> the client's reply) and a client that left."""
+
+    on_headers: Callable[[int, list[tuple[str, str]]], Callable[[bytes], bytes]]
+    on_end: Callable[[str | None, bool], None]
+    on_connect_error: Callable[[str], tuple[int, bytes, dict[str, str]]]
+    on_client_gone: Callable[[], None]
+
+
 class Tracing:
+    """Admission (a call is refused when traces cannot be written and the policy is 'closed'),
+    the stored body, the taps and exactly one row per call."""
+
+    policy = "tracing"
+
     def __init__(self) -> None:
         self.sink: TraceSink | None = None
-        self.relay = StreamRelay()
-        self.drain_seconds = 120.0
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -58,18 +73,8 @@ class Tracing:
         loader.add_option(
             "codexgate_flush_seconds", str, "5", "Seconds between flushes of the trace spool to Parquet."
         )
-        loader.add_option(
-            "codexgate_drain_seconds",
-            str,
-            "120",
-            "How long to keep reading a provider's stream after the client left, to record its usage "
-            "(0 turns the stream relay off: streams then pass straight through mitmproxy, and a client "
-            "abort is recorded without the final usage).",
-        )
 
     def configure(self, updated: set[str]) -> None:
-        if "codexgate_drain_seconds" in updated:
-            self.drain_seconds = seconds("codexgate_drain_seconds", allow_zero=True)
         if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in (
             "open",
             "closed",
@@ -88,9 +93,6 @@ class Tracing:
                 raise exceptions.OptionsError(
                     f"codexgate_traces: cannot use {path}: {exc.strerror or exc}"
                 ) from exc
-
-    async def running(self) -> None:
-        await self.relay.start()
 
     def done(self) -> None:
         if self.sink is not None:
@@ -111,6 +113,7 @@ class Tracing:
             state.refuse(503, "trace_sink_unavailable", msg, "tracing")
             flow.response = error_response(state.request.shape.family, 503, "trace_sink_unavailable", msg)
             return
+        state.allow(self.policy, "sink healthy" if self.sink.healthy else "trace_failure=open")
         if state.verdict.privacy_mode == privacy.REDACTED and state.request.body_text:
             # ~10 ms per 100 KB of patterns: done in a thread, before the call, never on the event loop
             state.record.stored_body_text = await asyncio.to_thread(privacy.redact, state.request.body_text)
@@ -118,11 +121,6 @@ class Tracing:
                 state.record.stored_new_items = await asyncio.to_thread(
                     lambda: privacy.redact(json.dumps(state.request.new_items))
                 )
-        if state.verdict.provider is not None and self.relay.running and self.drain_seconds > 0:
-            # Every forwarded call goes through the relay: streams keep their usage when the
-            # client leaves, and an unreachable or broken upstream is answered in the
-            # provider's format (mitmproxy's own 502 page is HTML).
-            self._send_through_relay(flow, state)
 
     @failsafe
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -185,12 +183,12 @@ class Tracing:
             error_message=msg,
         )
 
-    # ---------------------------------------------------------------- relay (streamed calls)
-    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState) -> None:
-        req = flow.request
+    # ---------------------------------------------------------------- relay hooks
+    def relay_hooks(self, flow: http.HTTPFlow, state: FlowState) -> RelayHooks:
+        """Callbacks for the relay job the upstream step submits for this call."""
         tap_holder: list[StreamTap | BodyCollector] = []
 
-        def on_headers(status: int, headers: list[tuple[str, str]]) -> StreamTap | BodyCollector:
+        def on_headers(status: int, headers: list[tuple[str, str]]) -> Callable[[bytes], bytes]:
             self._upstream_headers(state, status, headers)
             hdrs = {k.lower(): v for k, v in headers}
             if "text/event-stream" in hdrs.get("content-type", ""):
@@ -198,7 +196,18 @@ class Tracing:
                 tap_holder.append(state.record.tap)
             else:
                 tap_holder.append(BodyCollector(hdrs.get("content-encoding", "")))
-            return tap_holder[0]
+            tap = tap_holder[0]
+            filters = list(state.record.stream_filters)
+            if not filters:
+                return tap
+
+            def tap_then_filter(chunk: bytes) -> bytes:
+                data = tap(chunk)
+                for f in filters:
+                    data = f(data) if (data or not chunk) else data
+                return data
+
+            return tap_then_filter
 
         def on_end(error: str | None, client_gone: bool) -> None:
             if state.record.traced:
@@ -231,19 +240,12 @@ class Tracing:
                 {"content-type": "application/json"},
             )
 
-        job = RelayJob(
-            url=req.url,
-            method=req.method,
-            headers=list(req.headers.items(multi=True)),
-            body=req.raw_content or b"",
+        return RelayHooks(
             on_headers=on_headers,
             on_end=on_end,
             on_connect_error=on_connect_error,
             on_client_gone=lambda: setattr(state.upstream, "client_gone", True),
-            drain_seconds=self.drain_seconds,
         )
-        req.url = self.relay.submit(state.trace_id, job)
-        state.upstream.relayed = True
 
     # ---------------------------------------------------------------- helpers
     @staticmethod

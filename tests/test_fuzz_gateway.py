@@ -110,10 +110,15 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
                 st.sampled_from(['{"session_id":[1]}', hostile_json(1500), '{"a":{"b":1}}', "websocket", "openai"]),
             )
         )
+    plausible = draw(st.integers(0, 3)) == 0  # a quarter look like real calls, so allowed ones occur
     return {
-        "method": draw(st.sampled_from(METHODS)),
-        "path": draw(st.sampled_from(PREFIXES)) + draw(st.sampled_from(SUFFIXES)),
-        "key": draw(st.sampled_from(["none", "alice", "bob", "carol-revoked", "provider", "garbage", "basic"])),
+        "method": "POST" if plausible else draw(st.sampled_from(METHODS)),
+        "path": (draw(st.sampled_from(["/v1", ""])) + "/responses")
+        if plausible
+        else draw(st.sampled_from(PREFIXES)) + draw(st.sampled_from(SUFFIXES)),
+        "key": draw(st.sampled_from(["alice", "bob"]))
+        if plausible
+        else draw(st.sampled_from(["none", "alice", "bob", "carol-revoked", "provider", "garbage", "basic"])),
         "model": model,
         "content": raw,
         "headers": headers,

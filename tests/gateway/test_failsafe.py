@@ -17,8 +17,8 @@ from addons.flowstate import STATE_KEY, FlowState, get_state
 from addons.identity import Identity
 from addons.intake import Intake
 from addons.provider_hosts import ProviderHosts
-from addons.routing import Routing
 from addons.scope import Scope
+from addons.upstream import Upstream
 from addons.vault_watch import VaultHolder
 from codexgate.cli.demo_setup import DemoVault, create_demo_vault
 
@@ -50,7 +50,7 @@ class Pipeline:
         self.holder.configure(demo.path, demo.key_file)
         hosts = ProviderHosts(self.holder)
         self.intake = Intake(hosts)
-        self.chain = [self.intake, Identity(self.holder), Scope(self.holder, hosts), Routing(hosts, required)]
+        self.chain = [self.intake, Identity(self.holder), Scope(self.holder, hosts), Upstream(hosts, required)]
 
     async def run(self, flow: http.HTTPFlow, extra: list | None = None) -> None:
         chain = self.chain[:3] + (extra or []) + self.chain[3:]

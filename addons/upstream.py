@@ -1,7 +1,12 @@
-"""Sends an authorised call to its provider: rewrites the URL to the provider's base URL and
-puts the provider credential in place of the developer's. Also decides, in forward-proxy
-mode, what happens to traffic for hosts that are not model providers (pass through untouched,
-or refuse), and explains client TLS failures (a wrong CA in Codex loops forever otherwise).
+"""The upstream step: sends an authorised call to its provider.
+
+The only place a provider credential is put on a request. It rewrites the URL to the
+provider's base URL, injects the credential, opens an ``Attempt``, and hands the call to the
+in-process relay (``stream_relay``), which owns the upstream connection: streams keep their
+usage when the client leaves, and an unreachable or broken upstream is answered in the
+provider's format. Also decides, in forward-proxy mode, what happens to traffic for hosts that
+are not model providers (pass through untouched, or refuse), and explains client TLS failures
+(a wrong CA in Codex loops forever otherwise).
 """
 
 from __future__ import annotations
@@ -9,28 +14,40 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from addons.errors import error_response
 from addons.failsafe import CLEARED_KEY, failsafe
-from addons.flowstate import Attempt, get_state
+from addons.flowstate import Attempt, FlowState, get_state
+from addons.options import seconds
 from addons.provider_hosts import ProviderHosts
+from addons.stream_relay import RelayJob, StreamRelay
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
+
+if TYPE_CHECKING:
+    from addons.tracing import Tracing
 
 log = logging.getLogger("codexgate.routing")
 
 
-class Routing:
-    """The upstream step: the only place a provider credential is put on a request.
-
-    Invariant: it forwards a gateway flow only when ``FlowState.cleared_for(required)`` says
+class Upstream:
+    """Invariant: forwards a gateway flow only when ``FlowState.cleared_for(required)`` says
     every required policy allowed it; any other flow is refused here (500, provider format)."""
 
-    def __init__(self, hosts: ProviderHosts, required: tuple[str, ...] = ("identity", "scope")) -> None:
+    def __init__(
+        self,
+        hosts: ProviderHosts,
+        required: tuple[str, ...] = ("identity", "scope"),
+        tracing: Tracing | None = None,
+    ) -> None:
         self.hosts = hosts
         self.required = required
+        self.tracing = tracing
+        self.relay = StreamRelay()
+        self.drain_seconds = 120.0
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -40,8 +57,22 @@ class Routing:
             "Forward-proxy traffic to hosts that are not model providers: 'passthrough' (tunnel untouched, "
             "not traced) or 'refuse' (403).",
         )
+        loader.add_option(
+            "codexgate_drain_seconds",
+            str,
+            "120",
+            "How long to keep reading a provider's stream after the client left, to record its usage "
+            "(0 turns the stream relay off: streams then pass straight through mitmproxy, and a client "
+            "abort is recorded without the final usage).",
+        )
+
+    async def running(self) -> None:
+        if self.tracing is not None:
+            await self.relay.start()
 
     def configure(self, updated: set[str]) -> None:
+        if "codexgate_drain_seconds" in updated:
+            self.drain_seconds = seconds("codexgate_drain_seconds", allow_zero=True)
         if "codexgate_unknown_hosts" in updated and ctx.options.codexgate_unknown_hosts not in (
             "passthrough",
             "refuse",
@@ -118,3 +149,22 @@ class Routing:
             Attempt(len(state.upstream.attempts) + 1, provider.name, display_url(url), datetime.now(UTC), time.monotonic())
         )
         flow.metadata[CLEARED_KEY] = True
+        if self.tracing is not None and self.relay.running and self.drain_seconds > 0:
+            self._send_through_relay(flow, state)
+
+    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        req = flow.request
+        hooks = self.tracing.relay_hooks(flow, state)  # type: ignore[union-attr]
+        job = RelayJob(
+            url=req.url,
+            method=req.method,
+            headers=list(req.headers.items(multi=True)),
+            body=req.raw_content or b"",
+            on_headers=hooks.on_headers,
+            on_end=hooks.on_end,
+            on_connect_error=hooks.on_connect_error,
+            on_client_gone=hooks.on_client_gone,
+            drain_seconds=self.drain_seconds,
+        )
+        req.url = self.relay.submit(state.trace_id, job)
+        state.upstream.relayed = True
