@@ -28,18 +28,30 @@ _TYPES: dict[int, tuple[str, str]] = {
 }
 
 
-def error_body(family: str, status: int, code: str, message: str) -> bytes:
+def error_body(
+    family: str, status: int, code: str, message: str, extra: dict[str, object] | None = None
+) -> bytes:
+    """``extra`` adds fields to the error object (e.g. Codex's ``resets_at`` on a 429); it may
+    override ``type`` (e.g. ``usage_limit_reached``)."""
     openai_type, anthropic_type = _TYPES.get(status, ("server_error", "api_error"))
     if family == "anthropic":
-        doc: dict[str, object] = {"type": "error", "error": {"type": anthropic_type, "message": message}}
+        inner: dict[str, object] = {"type": anthropic_type, "message": message}
+        doc: dict[str, object] = {"type": "error", "error": inner}
     else:
-        doc = {"error": {"message": message, "type": openai_type, "code": code, "param": None}}
+        inner = {"message": message, "type": openai_type, "code": code, "param": None}
+        doc = {"error": inner}
+    inner.update(extra or {})
     return json.dumps(doc).encode()
 
 
 def error_response(
-    family: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    family: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> http.Response:
     all_headers = {"content-type": "application/json", "x-codexgate-error": code}
     all_headers.update(headers or {})
-    return http.Response.make(status, error_body(family, status, code, message), all_headers)
+    return http.Response.make(status, error_body(family, status, code, message, extra), all_headers)
