@@ -11,7 +11,7 @@ from mitmproxy import http
 from addons import privacy
 from addons.flowstate import FlowState
 from addons.reassembly import Reassembled
-from addons.redaction import headers_json
+from addons.stored_headers import headers_json
 from codexgate.core import schema
 from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION, price
 from codexgate.core.schema import SCHEMA_VERSION
