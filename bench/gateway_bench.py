@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codexgate.cli.demo_setup import create_demo_vault  # noqa: E402
-from tests.helpers.gateway import free_port, wait_port  # noqa: E402
+from codexgate.cli.launch import free_port, wait_port  # noqa: E402
 
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
 BODY = json.dumps({"model": "gpt-5-codex", "input": "benchmark: say hi", "stream": False}).encode()
