@@ -3,69 +3,22 @@ upstream step's clearance check, and the top-level backstop — with a real vaul
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pytest
 from mitmproxy import http
-from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from addons.failsafe import CLEARED_KEY, Backstop, failsafe
 from addons.flowstate import STATE_KEY, FlowState, get_state
-from addons.identity import Identity
-from addons.intake import Intake
-from addons.provider_hosts import ProviderHosts
-from addons.scope import Scope
-from addons.upstream import Upstream
-from addons.vault_watch import VaultHolder
-from codexgate.cli.demo_setup import DemoVault, create_demo_vault
-
-PROVIDER_KEY = "sk-provider-secret-0123456789"
+from codexgate.cli.demo_setup import DemoVault
+from tests.gateway.flows import PROVIDER_KEY, Pipeline, demo_vault, error_of, model_flow
 
 
 @pytest.fixture()
 def demo(tmp_path: Path) -> DemoVault:
-    return create_demo_vault(tmp_path, "http://127.0.0.1:1", PROVIDER_KEY, "sk-ant-provider-secret")
-
-
-def model_flow(key: str | None, body: dict | bytes, path: str = "/v1/responses") -> http.HTTPFlow:
-    f = tflow.tflow()
-    f.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:9")
-    f.request.method = "POST"
-    f.request.path = path
-    f.request.content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    f.request.headers["content-type"] = "application/json"
-    if key is not None:
-        f.request.headers["authorization"] = f"Bearer {key}"
-    return f
-
-
-class Pipeline:
-    """The gateway's request-path addons, run hook by hook as mitmproxy would."""
-
-    def __init__(self, demo: DemoVault, required: tuple[str, ...] = ("identity", "scope")) -> None:
-        self.holder = VaultHolder()
-        self.holder.configure(demo.path, demo.key_file)
-        hosts = ProviderHosts(self.holder)
-        self.intake = Intake(hosts)
-        self.chain = [self.intake, Identity(self.holder), Scope(self.holder, hosts), Upstream(hosts, required)]
-
-    async def run(self, flow: http.HTTPFlow, extra: list | None = None) -> None:
-        chain = self.chain[:3] + (extra or []) + self.chain[3:]
-        for hook in ("requestheaders", "request"):
-            for addon in chain:
-                fn = getattr(addon, hook, None)
-                if fn is not None:
-                    result = fn(flow)
-                    if hasattr(result, "__await__"):
-                        await result
-
-
-def error_of(flow: http.HTTPFlow) -> dict:
-    assert flow.response is not None
-    return json.loads(flow.response.content)["error"]
+    return demo_vault(tmp_path)
 
 
 async def test_allowed_call_is_cleared_and_credentialed(demo: DemoVault) -> None:
