@@ -10,11 +10,10 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from analytics.access import ViewerScope, scope_where
+from analytics.access import ALL, ViewerScope, scope_where
 from analytics.db import TraceStore
 from analytics.queries import BUCKET_EXPRESSIONS
 
-ALL = ViewerScope()
 TimeArg = datetime | date | None
 
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import polars as pl
 
-from analytics.access import ViewerScope, scope_where
+from analytics.access import ALL, ViewerScope, scope_where
 from analytics.budgets import Budget, period_bounds
 from analytics.db import TraceStore
-
-ALL = ViewerScope()
+from codexgate.wire import Outcome
 
 # dimension name -> column (or expression over columns)
 DIMENSIONS: dict[str, str] = {
@@ -56,7 +55,7 @@ BUCKET_EXPRESSIONS: dict[str, str] = {
 }
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
-ERROR_OUTCOMES = ("upstream_error", "gateway_error", "incomplete")
+ERROR_OUTCOMES = (Outcome.UPSTREAM_ERROR.value, Outcome.GATEWAY_ERROR.value, Outcome.INCOMPLETE.value)
 
 # ---------------------------------------------------------------------------------------------
 # SQL
