@@ -1,13 +1,22 @@
 """What of a call's content may be stored: everything, metrics only, or redacted bodies.
 
-``redacted`` masks secrets and contact data with fast patterns before anything is written
-(credentials, bearer tokens, private keys, e-mail addresses, phone numbers, card numbers);
-guardrail findings, when present, are masked by their spans too.
+``redacted`` runs the guardrails' one detection engine (``codexgate.guard``: presidio PII and
+the secret recognizers) over what is stored and replaces each value with a typed, numbered
+placeholder (``<EMAIL_ADDRESS_1>``, ``<AWS_ACCESS_KEY_1>``), numbered per Codex session so the
+stored conversation stays readable. Request bodies are redacted item by item through the
+engine's verdict cache (an item resent on a later call costs nothing); the rest of the body
+(tools, metadata) is one more cached pseudo-item. ``Privacy`` is built once at start-up with the
+gateway's ``Guard`` (constructor injection from gateway.py); its methods block, so callers run
+them in a thread.
 """
 
 from __future__ import annotations
 
-import re
+import json
+from typing import Any
+
+from codexgate.guard.items import body_input, rewrite_body
+from codexgate.guard.service import Guard
 
 FULL, METRICS_ONLY, REDACTED = "full", "metrics_only", "redacted"
 MODES = (FULL, METRICS_ONLY, REDACTED)
@@ -20,25 +29,46 @@ def strictest(*modes: str | None) -> str:
     return max(known, key=_STRICTNESS.__getitem__) if known else FULL
 
 
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "PRIVATE_KEY",
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
-    ),
-    ("API_KEY", re.compile(r"\b(?:sk|rk|pk)-(?:proj-|ant-)?[A-Za-z0-9_\-]{16,}")),
-    ("GATEWAY_KEY", re.compile(r"\bcgk_[0-9a-f]{12}_[A-Za-z0-9_\-]{20,}")),
-    ("AWS_ACCESS_KEY", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GITHUB_TOKEN", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
-    ("BEARER_TOKEN", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._\-]{16,}")),
-    ("EMAIL_ADDRESS", re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b")),
-    ("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){13,16}\b")),
-    ("PHONE_NUMBER", re.compile(r"(?<!\w)\+?\d{1,3}[ .\-]?\(?\d{2,4}\)?[ .\-]\d{3,4}[ .\-]\d{3,4}(?!\w)")),
-]
+class Privacy:
+    """Storage redaction with the gateway's detection engine."""
 
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
 
-def redact(text: str | None) -> str | None:
-    if not text:
-        return text
-    for entity, pattern in _PATTERNS:
-        text = pattern.sub(f"<{entity}>", text)
-    return text
+    def redact(self, text: str | None, session_id: str | None = None) -> str | None:
+        """``text`` with PII and secrets replaced by placeholders (None and "" pass through)."""
+        if not text:
+            return text
+        return self.guard.redact_for_storage(text, session_id)[0]
+
+    def redact_items_json(self, items: list[Any] | None, session_id: str | None = None) -> str | None:
+        """The JSON of input items, redacted item by item (cached verdicts)."""
+        if items is None:
+            return None
+        dict_items = [it for it in items if isinstance(it, dict)]
+        if len(dict_items) != len(items):
+            return self.redact(json.dumps(items, ensure_ascii=False), session_id)
+        new, _, _ = self.guard.redact_items_for_storage(dict_items, None, session_id)
+        return json.dumps(list(new), ensure_ascii=False)
+
+    def redact_body(self, body: Any, body_text: str | None, api: str | None = None,
+                    session_id: str | None = None) -> str | None:
+        """The request body as stored in ``redacted`` mode (JSON text)."""
+        shape = body_input(body, api) if isinstance(body, dict) else None
+        if shape is None:
+            return self.redact(body_text, session_id)
+        items_key, items, instr_key, instructions = shape
+        rest = {k: v for k, v in body.items() if k not in (items_key, instr_key)}
+        rest_item = {"type": "message", "role": "user", "content": json.dumps(rest, ensure_ascii=False)}
+        new, new_instr, _ = self.guard.redact_items_for_storage([*items, rest_item], instructions, session_id)
+        stored_rest: Any = rest
+        if new[-1] is not rest_item:
+            text = str(new[-1]["content"])
+            try:
+                stored_rest = json.loads(text)
+            except ValueError:  # a span ran across JSON syntax, or <UNSCANNED>: keep the text
+                stored_rest = {"redacted_fields": text}
+        if not isinstance(stored_rest, dict):
+            stored_rest = {}
+        base = {**stored_rest, **{k: body[k] for k in (items_key, instr_key) if k is not None and k in body}}
+        return json.dumps(rewrite_body(base, items_key, new[:-1], instr_key, new_instr), ensure_ascii=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from mitmproxy import http
 
 from addons import privacy
 from addons.flowstate import FlowState
+from addons.guardrails import row_findings
 from addons.reassembly import Reassembled
 from addons.stored_headers import headers_json
 from codexgate.core import schema
@@ -59,6 +61,7 @@ def build_row(
     response_bytes: int | None = None,
     instance: str | None = None,
     max_stored_chars: int = MAX_STORED_CHARS,
+    privacy_: privacy.Privacy | None = None,
 ) -> dict[str, Any]:
     key = state.verdict.identity
     provider = state.verdict.provider
@@ -81,12 +84,22 @@ def build_row(
         error_message = error_message or result.error_message
 
     keep = mode != privacy.METRICS_ONLY
-    scrub = privacy.redact if mode == privacy.REDACTED else (lambda s: s)
+    findings = row_findings(flow, state, result)
+    # A call with guardrail findings stores its response redacted too (a flagged value the model
+    # echoes must not reach a trace); the request body was stored redacted by the guardrail.
+    redacting = mode == privacy.REDACTED or (bool(findings) and keep)
+    sid = state.request.codex.grouping_key
+    if not redacting:
+        scrub: Callable[[str | None], str | None] = lambda s: s  # noqa: E731
+    elif privacy_ is not None:
+        scrub = lambda s: privacy_.redact(s, sid)  # noqa: E731
+    else:  # no engine to redact with: store no text at all (fail closed)
+        scrub = lambda s: None  # noqa: E731
     response_body = json.dumps(result.response) if (result and result.response is not None) else None
     tool_calls = list(result.tool_calls) if result else None
     if tool_calls and not keep:
         tool_calls = [{**c, "arguments": None} for c in tool_calls]
-    elif tool_calls and mode == privacy.REDACTED:
+    elif tool_calls and redacting:
         tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
     codex = state.request.codex
     private = mode != privacy.FULL  # client-supplied metadata is scrubbed like bodies
@@ -164,8 +177,8 @@ def build_row(
         "attempt_count": len(state.upstream.attempts),
         "fallback_used": len(set(providers_tried)) > 1,
         "policy_decisions": state.verdict.decisions or None,
-        "guardrail_findings": state.verdict.guardrail_findings or None,
-        "guardrail_blocked": any(f.get("action") == "blocked" for f in state.verdict.guardrail_findings),
+        "guardrail_findings": findings or None,
+        "guardrail_blocked": any(f.get("action") == "blocked" for f in findings),
         "tags": tags,
         "privacy_mode": mode,
         "session_id": codex.session_id,

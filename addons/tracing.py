@@ -33,6 +33,7 @@ from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
 from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import build_row, minimal_row
+from codexgate.guard.service import Guard
 from codexgate.sink import SinkError, TraceSink
 
 log = logging.getLogger("codexgate.tracing")
@@ -57,8 +58,10 @@ class Tracing:
 
     policy = "tracing"
 
-    def __init__(self) -> None:
+    def __init__(self, storage_privacy: privacy.Privacy | None = None) -> None:
         self.sink: TraceSink | None = None
+        # redacted-mode storage uses the guardrails' engine (gateway.py passes the shared one)
+        self.privacy = storage_privacy if storage_privacy is not None else privacy.Privacy(Guard(workers=1))
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -115,11 +118,14 @@ class Tracing:
             return
         state.allow(self.policy, "sink healthy" if self.sink.healthy else "trace_failure=open")
         if state.verdict.privacy_mode == privacy.REDACTED and state.request.body_text:
-            # ~10 ms per 100 KB of patterns: done in a thread, before the call, never on the event loop
-            state.record.stored_body_text = await asyncio.to_thread(privacy.redact, state.request.body_text)
+            # the engine, item by item through its verdict cache: in a thread, before the call
+            sid, req = state.request.codex.grouping_key, state.request
+            state.record.stored_body_text = await asyncio.to_thread(
+                self.privacy.redact_body, req.body, req.body_text, req.shape.api, sid
+            )
             if state.request.new_items is not None:
                 state.record.stored_new_items = await asyncio.to_thread(
-                    lambda: privacy.redact(json.dumps(state.request.new_items))
+                    self.privacy.redact_items_json, req.new_items, sid
                 )
 
     @failsafe
@@ -324,7 +330,7 @@ class Tracing:
         end = datetime.now(UTC)
         instance = self.sink.instance_id if self.sink is not None else None
         try:
-            row = build_row(flow, state, result, end=end, instance=instance, **fields)  # type: ignore[arg-type]
+            row = build_row(flow, state, result, end=end, instance=instance, privacy_=self.privacy, **fields)  # type: ignore[arg-type]
         except Exception as exc:  # a row must exist even when building it fails: keep the essentials
             log.error("codexgate: could not build a full trace row (%s); writing a minimal one", type(exc).__name__)
             row = minimal_row(state, end, instance, f"trace_row: {type(exc).__name__}", fields)

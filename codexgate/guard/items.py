@@ -93,3 +93,57 @@ def replace_parts(item: Mapping[str, Any], new_texts: Mapping[int, str]) -> dict
             target = target[key]
         target[path[-1]] = text
     return out
+
+
+BodyInput = tuple[str, list[Mapping[str, Any]], str | None, str | None]
+
+
+def body_input(body: Any, api: str | None = None) -> BodyInput | None:
+    """(items key, items, instructions key, instructions) of a model call body, or None.
+
+    Responses: ``input`` (a string becomes one user message) and ``instructions``; Chat:
+    ``messages``; Anthropic: ``messages`` and a string ``system``. None when the input cannot
+    be read as items (the caller decides whether that fails closed)."""
+    if not isinstance(body, Mapping):
+        return None
+    if api == "responses" or "input" in body:
+        raw = body.get("input")
+        if isinstance(raw, str):
+            items: list[Mapping[str, Any]] = [{"type": "message", "role": "user", "content": raw}]
+        elif isinstance(raw, list):
+            items = [it for it in raw if isinstance(it, Mapping)]
+            if len(items) != len(raw):
+                return None
+        elif raw is None:
+            items = []
+        else:
+            return None
+        instr = body.get("instructions")
+        return "input", items, "instructions", instr if isinstance(instr, str) else None
+    if isinstance(body.get("messages"), list):
+        msgs = body["messages"]
+        if not all(isinstance(m, Mapping) for m in msgs):
+            return None
+        system = body.get("system")
+        return "messages", list(msgs), "system", system if isinstance(system, str) else None
+    return None
+
+
+def rewrite_body(
+    body: Mapping[str, Any],
+    items_key: str,
+    items: Sequence[Mapping[str, Any]],
+    instr_key: str | None,
+    instructions: str | None,
+) -> dict[str, Any]:
+    """A shallow copy of ``body`` with ``items`` / ``instructions`` written back (a string
+    ``input`` stays a string)."""
+    out = dict(body)
+    if items_key == "input" and isinstance(body.get("input"), str):
+        content = items[0].get("content") if items else ""
+        out["input"] = content if isinstance(content, str) else body["input"]
+    else:
+        out[items_key] = [dict(it) for it in items]
+    if instr_key is not None and instructions is not None and instr_key in body:
+        out[instr_key] = instructions
+    return out

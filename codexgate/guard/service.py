@@ -23,10 +23,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from codexgate.guard.engine import GuardEngine
+from codexgate.guard.engine import BANNED, PII, SECRETS, GuardEngine, Hit
+from codexgate.guard.items import item_parts, replace_parts
 from codexgate.guard.policy import Policy
 from codexgate.guard.redact import Redactor, SessionPlaceholders
-from codexgate.guard.scanner import Decision, Finding, GuardScanner, OutputScanner, VerdictCache, evaluate
+from codexgate.guard.scanner import (
+    Decision,
+    Finding,
+    GuardScanner,
+    ItemHit,
+    OutputScanner,
+    VerdictCache,
+    evaluate,
+)
+
+# Detectors whose spans hold a value worth hiding in storage (injection phrases and size limits
+# carry none).
+VALUE_DETECTORS = (PII, SECRETS, BANNED)
+UNSCANNED = "<UNSCANNED>"
 
 
 @dataclass
@@ -122,3 +136,59 @@ class Guard:
         """``privacy_mode=redacted``: the text with PII and secrets replaced by placeholders."""
         return self.redactor.redact(text, session_id)
 
+
+    def _apply(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        instructions: str | None,
+        hits: Sequence[ItemHit],
+        session_id: str,
+    ) -> tuple[list[Mapping[str, Any]], str | None]:
+        by_index: dict[int, list[ItemHit]] = {}
+        for ih in hits:
+            by_index.setdefault(ih.item_index, []).append(ih)
+        decision = Decision(findings=[], redactions=by_index)
+        new_items = self.redactor.redact_items(items, decision, session_id)
+        new_instr = (self.redactor.redact_instructions(instructions, decision, session_id)
+                     if instructions is not None else None)
+        return new_items, new_instr
+
+    def redact_findings(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        instructions: str | None,
+        findings: Sequence[Finding],
+        session_id: str,
+    ) -> tuple[list[Mapping[str, Any]], str | None]:
+        """``items``/``instructions`` with every value-bearing finding's span replaced by its
+        session placeholder, whatever the finding's action (what a trace may store). Blocking
+        (deep copies); call it off the event loop."""
+        hits = [
+            ItemHit(f.item_index, f.part, f.item_digest, Hit(f.detector, f.entity, f.start, f.end, f.score))
+            for f in findings if f.detector in VALUE_DETECTORS and f.end > f.start
+        ]
+        return self._apply(items, instructions, hits, session_id)
+
+    def redact_items_for_storage(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        instructions: str | None,
+        session_id: str | None,
+        budget_s: float = 30.0,
+    ) -> tuple[list[Mapping[str, Any]], str | None, list[Finding]]:
+        """``privacy_mode=redacted`` for a call's items: PII and secrets replaced by placeholders,
+        scanned incrementally (the verdict cache makes a resent item free). Items the budget
+        could not finish are stored as ``<UNSCANNED>`` (fail closed). Blocking: run in a thread."""
+        sid = session_id if session_id is not None else self.redactor._one_off_session()
+        result = self.scanner.scan(items, None, instructions=instructions, detectors=(PII, SECRETS),
+                                   budget_s=budget_s)
+        new_items, new_instr = self._apply(items, instructions, result.hits, sid)
+        for index in result.incomplete:
+            if index < 0:
+                new_instr = UNSCANNED
+            elif index < len(new_items):
+                parts = item_parts(new_items[index])
+                new_items[index] = replace_parts(new_items[index], {i: UNSCANNED for i in range(len(parts))})
+        findings = [Finding(ih.hit.detector, ih.hit.entity, "redact", "store", ih.hit.score, ih.item_index,
+                            ih.part, ih.hit.start, ih.hit.end, ih.digest) for ih in result.hits]
+        return new_items, new_instr, findings

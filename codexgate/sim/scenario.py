@@ -5,6 +5,8 @@ told apart item by item)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,9 @@ MAX_QUOTED_OUTPUT = 500
 SHELL_TOOL_NAMES = ("exec_command", "shell_command", "shell", "bash", "run_shell", "local_shell")
 COMMAND_PROPERTIES = ("cmd", "command", "script", "commands")
 CODEX_OUTPUT_MARKER = "\nOutput:\n"
+# A user line ``EMIT: private-key`` makes the model answer with a (fake, deterministic) PEM
+# private key block: for output guardrails that must cut such a stream.
+EMIT_PRIVATE_KEY = "EMIT: private-key"
 
 
 @dataclass(frozen=True)
@@ -173,4 +178,14 @@ def decide(items: list[Any], tools: Any) -> Decision:
         last = shown_output(outputs[-1])
         return Decision(text=f"sim: ran {len(commands)} command(s); last output: {last}")
     texts = user_texts(items)
+    if any(line.strip() == EMIT_PRIVATE_KEY for t in texts for line in t.splitlines()):
+        return Decision(text=f"sim: here is the key you asked for:\n{fake_private_key()}\n")
     return Decision(text=f"sim: {(texts[-1] if texts else '').strip()[:ECHO_CHARS]}")
+
+
+def fake_private_key(lines: int = 12) -> str:
+    """A PEM-shaped RSA private key block with deterministic filler (not a usable key)."""
+    body = b"".join(hashlib.sha512(f"codexgate-sim-{i}".encode()).digest() for i in range(lines))
+    b64 = base64.b64encode(body).decode()
+    rows = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(rows) + "\n-----END RSA PRIVATE KEY-----"
