@@ -24,6 +24,7 @@ from addons.client_limits import ClientLimits  # noqa: E402
 from addons.failsafe import install_backstop  # noqa: E402
 from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
+from addons.limits import Limits  # noqa: E402
 from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
 from addons.scope import Scope  # noqa: E402
@@ -31,7 +32,7 @@ from addons.tracing import Tracing  # noqa: E402
 from addons.upstream import Upstream  # noqa: E402
 from addons.vault_watch import VaultHolder  # noqa: E402
 
-REQUIRED_POLICIES = ("identity", "scope", "tracing")
+REQUIRED_POLICIES = ("identity", "scope", "limits", "tracing")
 
 refuse_trailers()
 _vault = VaultHolder()
@@ -54,6 +55,7 @@ addons = [
     Identity(_vault),
     Scope(_vault, _hosts),
     # policy addons (limits, guardrails) go here, each adding its name to REQUIRED_POLICIES
+    Limits(_vault),
     _tracing,
     Upstream(_hosts, REQUIRED_POLICIES, _tracing),
 ]
