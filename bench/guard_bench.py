@@ -12,6 +12,12 @@ Also measured: event-loop stalls while scans run via ``scan_call`` on the thread
 ticker every 1 ms records how late it wakes up), to decide whether a process pool is needed.
 
     .venv/bin/python bench/guard_bench.py [--calls 32] [--target-kb 200] [--workers 2]
+    .venv/bin/python bench/guard_bench.py --gateway [--rounds 3]
+
+``--gateway``: the same session replayed as streamed Responses calls through two real gateways
+(mitmdump) side by side, one whose vault has no guardrail policy and one with secrets=redact,
+pii=flag, injection=flag, plus the simulated provider direct; per-call latency p50/p95 and the
+overhead guardrails add (rounds interleaved so machine drift hits both alike).
 """
 
 from __future__ import annotations
@@ -201,5 +207,91 @@ def _stream(engine: GuardEngine) -> None:
           f"total {sum(feed_ms):.0f} ms ({sum(feed_ms) / (len(text) / 1024):.2f} ms per KB)")
 
 
+def _replay(url: str, headers: dict[str, str], session: list[tuple[str, list[dict]]], sid: str) -> list[float]:
+    """Per-call latency (ms, to the end of the stream) of the session sent as Codex would."""
+    import httpx  # noqa: PLC0415 - only the --gateway mode needs an HTTP client
+
+    out = []
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        for k, (instructions, items) in enumerate(session):
+            body = {"model": "gpt-5-codex", "stream": True, "instructions": instructions, "input": items}
+            t = time.perf_counter()
+            with client.stream("POST", url, json=body,
+                               headers={**headers, "session-id": sid, "x-client-request-id": f"{sid}-{k}"}) as r:
+                for _ in r.iter_bytes():
+                    pass
+                assert r.status_code == 200, r.status_code
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def gateway_main(args: argparse.Namespace) -> None:
+    """Guardrails on vs off through real gateways (see the module docstring)."""
+    import secrets as pysecrets  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package (simulator helper)
+    from codexgate.cli.demo_setup import create_demo_vault  # noqa: PLC0415
+    from codexgate.cli.launch import free_port, start_gateway_process, stop  # noqa: PLC0415
+    from codexgate.guard.policy import SECTION, to_section  # noqa: PLC0415
+    from tests.helpers.sim import SimProvider  # noqa: PLC0415
+
+    tmp = Path(tempfile.mkdtemp(prefix="codexgate-guard-bench-"))
+    session = build_session(args.calls, args.target_kb)
+    final_kb = (len(session[-1][0]) + len(json.dumps(session[-1][1]))) / 1024
+    procs = []
+    with SimProvider() as sim:
+        try:
+            targets: dict[str, tuple[str, dict[str, str]]] = {
+                "direct": (f"{sim.url}/v1/responses", {"authorization": f"Bearer {sim.openai_key}"})}
+            for name, policy in (("guardrails off", None), ("guardrails on", {
+                    "secrets": {"action": "redact"}, "pii": {"action": "flag"}, "injection": {"action": "flag"}})):
+                folder = tmp / name.replace(" ", "_")
+                folder.mkdir()
+                demo = create_demo_vault(folder, sim.url, sim.openai_key, sim.anthropic_key)
+                if policy:
+                    v = demo.load()
+                    v.sections[SECTION] = to_section({f"key:{demo.key_ids['alice']}": {"detectors": policy}})
+                    demo.save(v)
+                port = free_port()
+                options = {"connection_strategy": "lazy", "confdir": str(folder / "conf"),
+                           "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
+                           "codexgate_traces": str(folder / "traces")}
+                procs.append(start_gateway_process(options, folder / "gw.log", port=port, quiet=True))
+                targets[name] = (f"http://127.0.0.1:{port}/v1/responses",
+                                 {"authorization": f"Bearer {demo.keys['alice']}"})
+            results: dict[str, list[list[float]]] = {n: [] for n in targets}
+            for rnd in range(args.rounds):
+                for name, (url, headers) in targets.items():
+                    sid = f"bench-{rnd}-{pysecrets.token_hex(4)}"
+                    results[name].append(_replay(url, headers, session, sid))
+        finally:
+            for proc in procs:
+                stop(proc, "term")
+    print(f"session: {len(session)} streamed calls growing to {final_kb:.0f} KB, {args.rounds} rounds "
+          f"(medians over rounds); python {sys.version.split()[0]}")
+    print(f"{'per call (ms)':<16}" + "".join(f"{n:>18}" for n in targets) + f"{'on - off':>12}")
+
+    def stat(name: str, f) -> float:  # type: ignore[no-untyped-def]
+        return statistics.median(f(r) for r in results[name])
+
+    for label, f in (("p50", lambda v: _pct(v, 0.5)), ("p95", lambda v: _pct(v, 0.95)),
+                     ("first call", lambda v: v[0]), ("last 10 median", lambda v: statistics.median(v[-10:]))):
+        vals = {n: stat(n, f) for n in targets}
+        print(f"{label:<16}" + "".join(f"{vals[n]:>18.1f}" for n in targets)
+              + f"{vals['guardrails on'] - vals['guardrails off']:>12.1f}")
+
+
 if __name__ == "__main__":
-    main()
+    cli = argparse.ArgumentParser(add_help=False)
+    cli.add_argument("--gateway", action="store_true")
+    cli.add_argument("--rounds", type=int, default=3)
+    cli.add_argument("--calls", type=int, default=32)
+    cli.add_argument("--target-kb", type=int, default=200)
+    known, _ = cli.parse_known_args()
+    if known.gateway:
+        gateway_main(known)
+    else:
+        main()

@@ -3,7 +3,8 @@ and the timeline frame of a session's steps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 
 import polars as pl
 
@@ -33,6 +34,17 @@ def highlight_segments(text: str, spans: Iterable[tuple[int, int, str]]) -> list
     if pos < len(text):
         out.append((text[pos:], None))
     return out
+
+
+_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)>")
+
+
+def placeholder_spans(text: str, entities: Collection[str]) -> list[tuple[int, int, str]]:
+    """Spans of the guardrails' placeholders (``<AWS_ACCESS_KEY_1>``) of ``entities`` in ``text``.
+
+    Stored bodies never hold a matched value: a finding's value was replaced by its placeholder
+    before the row was written, so the placeholder is what the step view highlights."""
+    return [(m.start(), m.end(), m.group(1)) for m in _PLACEHOLDER.finditer(text) if m.group(1) in entities]
 
 
 def excerpt(text: str, start: int, end: int, context: int = 80) -> tuple[str, int, int]:

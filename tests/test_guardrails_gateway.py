@@ -188,3 +188,33 @@ def test_no_value_in_error_bodies_logs_traces_or_spool(gateway, vault, sim) -> N
         for f in gateway.traces.rglob("*"):
             if f.is_file():
                 assert value.encode() not in f.read_bytes(), f.name
+
+
+@needs_codex
+def test_dashboard_charts_findings_and_replay_highlights_placeholders(gateway, monkeypatch) -> None:
+    """Real traces from the runs above: the Guardrails page charts findings over time, and the
+    replay step view highlights the placeholder that stands where the redacted value was."""
+    from streamlit.testing.v1 import AppTest
+
+    pages = Path(__file__).resolve().parents[1] / "dashboard" / "pages"
+    monkeypatch.setenv("CODEXGATE_TRACES", str(gateway.traces))
+    monkeypatch.setenv("CODEXGATE_DASHBOARD_AUTH", "off")
+    for var in ("CODEXGATE_VAULT", "CODEXGATE_ADMIN_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    at = AppTest.from_file(str(pages / "guardrails.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "Findings over time by detector" in [s.value for s in at.subheader]
+    for split in ("team", "action"):
+        at.radio[0].set_value(split).run()
+        assert not at.exception and f"Findings over time by {split}" in [s.value for s in at.subheader]
+
+    rows = rows_for(gateway, "guard-redact-run", wait_for=3)
+    step = next(i for i, r in enumerate(rows) if "<AWS_ACCESS_KEY_1>" in (r["new_input_items"] or "")) + 1
+    at = AppTest.from_file(str(pages / "replay.py"), default_timeout=60)
+    at.query_params["session"] = rows[0]["session_id"]
+    at.query_params["step"] = str(step)
+    at.run()
+    assert not at.exception
+    shown = "\n".join(str(m.value) for m in [*at.markdown, *at.warning, *at.error])
+    assert ":red-background[**\\<AWS_ACCESS_KEY_1\\>**]" in shown or ":red-background[**\\<AWS_ACCESS_KEY_1>**]" in shown
+    assert not any(v in shown for v in VALUES)

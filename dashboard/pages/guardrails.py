@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import polars as pl
 import streamlit as st
 
+from analytics.access import ViewerScope
 from dashboard import auth, data
+
+# split label -> (group-by dimension for the query or None, column of the result)
+SPLITS: dict[str, tuple[str | None, str]] = {
+    "detector": (None, "guardrail"),
+    "team": ("team", "team"),
+    "action": (None, "action"),
+}
+MAX_POINTS = 40
+
+
+def time_steps(since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """At most ``MAX_POINTS`` consecutive [start, end) steps of a whole hour/day/week covering the range."""
+    span = until - since
+    step = next((s for s in (timedelta(hours=1), timedelta(days=1), timedelta(weeks=1)) if span / s <= MAX_POINTS),
+                span / MAX_POINTS)
+    out, t = [], since
+    while t < until:
+        out.append((t, min(t + step, until)))
+        t += step
+    return out
+
+
+def findings_over_time(scope: ViewerScope, since: datetime, until: datetime, split: tuple[str | None, str]
+                       ) -> pl.DataFrame:
+    """Findings per time step and detector / team / action (one cached query per step).
+
+    ``analytics.queries.guardrails`` takes no time bucket yet; with one this is a single query."""
+    dim, column = split
+    frames = []
+    for start, end in time_steps(since, until):
+        df = data.run("guardrails", scope, by=(dim,) if dim else (), since=start, until=end)
+        if df.height:
+            frames.append(df.group_by(column).agg(pl.col("findings").sum())
+                          .with_columns(pl.lit(start).alias("start")))
+    if not frames:
+        return pl.DataFrame({"start": [], column: [], "findings": []})
+    label = next(k for k, v in SPLITS.items() if v == split)
+    return pl.concat(frames).rename({column: label} if label != column else {}).with_columns(
+        pl.col(label).cast(pl.Utf8).fill_null("(none)"))
 
 
 def render() -> None:
@@ -30,6 +72,10 @@ def render() -> None:
     over_time = data.run("outcomes_over_time", scope, bucket=bucket, since=since, until=until)
     st.subheader(f"Flagged and blocked calls per {bucket}")
     st.bar_chart(over_time.select("bucket", "guardrail_flagged", "guardrail_blocked"), x="bucket")
+
+    split = st.radio("Findings over time, split by", list(SPLITS), horizontal=True, key="guardrails_split")
+    st.subheader(f"Findings over time by {split}")
+    st.bar_chart(findings_over_time(scope, since, until, SPLITS[split]), x="start", y="findings", color=split)
 
     left, right = st.columns(2)
     with left:

@@ -39,11 +39,13 @@ def _md_escape(text: str) -> str:
 
 
 def _highlighted(text: str, findings: list[sessions.Finding]) -> str:
-    spans = [(f.start, f.end, f.entity or f.guardrail or "finding") for f in findings if f.span_in_text]
+    # finding offsets refer to an input item's text before redaction: highlight the placeholders
+    spans = replay_view.placeholder_spans(text, {f.entity for f in findings if f.entity})
     if not spans:
         return text
     parts = []
     for piece, label in replay_view.highlight_segments(text, spans):  # type: ignore[arg-type]
+        piece = piece.replace("<", "\\<")  # placeholders are not HTML tags
         parts.append(f":red-background[**{_md_escape(piece)}**]" if label else piece)
     return "".join(parts)
 
@@ -154,17 +156,24 @@ def render_new_input(step: Step, session_id: str) -> None:
             st.caption("The request body was not recorded (privacy mode), so the new input is unknown.")
         else:
             st.caption("Nothing new in the input: the same request as the previous step (a retry).")
+    input_findings = [f for f in step.findings if f.stage != "output"]
     for item in shown:
         if item.kind == USER:
             with st.chat_message("user"):
-                st.markdown(item.text)
+                st.markdown(_highlighted(item.text, input_findings))
         elif item.kind == TOOL_OUTPUT:
             link = ""
             if item.answers_step is not None:
                 k = item.answers_step + 1
                 link = f" — answers the tool call of {step_link(session_id, k, f'step {k}')}"
             st.markdown(f"**Tool output** `{item.call_id or '?'}`{link}")
-            st.code(item.text[:6000] + ("\n…" if len(item.text) > 6000 else ""), language=None)
+            text = item.text[:6000] + ("\n…" if len(item.text) > 6000 else "")
+            marked = _highlighted(text, input_findings)
+            if marked != text:  # a guardrail finding in this output: show it highlighted
+                with st.container(border=True):
+                    st.markdown(marked)
+            else:
+                st.code(text, language=None)
         elif item.kind in (CONTEXT, INSTRUCTIONS):
             title = "Instructions (developer prompt)" if item.kind == INSTRUCTIONS else "Environment context"
             with st.expander(title):
@@ -248,11 +257,12 @@ def render_guardrails(step: Step) -> None:
         line = f"**{f.guardrail}** · {f.stage} · `{f.entity}` · {f.action}" + (
             f" · score {f.score:.2f}" if f.score is not None else ""
         )
-        if f.span_in_text and f.start is not None and f.end is not None:
-            text, a, b = replay_view.excerpt(f.text, f.start, f.end, context=60)
-            line += f"\n\n> …{_md_escape(text[:a])}:red-background[**{_md_escape(text[a:b])}**]{_md_escape(text[b:])}…"
-        elif f.message:
+        if f.message:
             line += f" — {f.message}"
+        spans = replay_view.placeholder_spans(f.text, {f.entity}) if f.entity else []
+        if spans:  # where its placeholder sits in the stored text (the value itself is never stored)
+            text, a, b = replay_view.excerpt(f.text, spans[0][0], spans[0][1], context=60)
+            line += f"\n\n> …{_md_escape(text[:a])}:red-background[**{_md_escape(text[a:b])}**]{_md_escape(text[b:])}…"
         (st.error if f.action == "blocked" else st.warning)(line)
 
 
