@@ -22,17 +22,20 @@ if _ROOT not in sys.path:
 
 from addons.client_limits import ClientLimits  # noqa: E402
 from addons.failsafe import install_backstop  # noqa: E402
+from addons.guardrails import Guardrails  # noqa: E402
 from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
 from addons.limits import Limits  # noqa: E402
 from addons.mitm_compat import refuse_trailers  # noqa: E402
+from addons.privacy import Privacy  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
 from addons.scope import Scope  # noqa: E402
 from addons.tracing import Tracing  # noqa: E402
 from addons.upstream import Upstream  # noqa: E402
 from addons.vault_watch import VaultHolder  # noqa: E402
+from codexgate.guard.service import Guard  # noqa: E402
 
-REQUIRED_POLICIES = ("identity", "scope", "limits", "tracing")
+REQUIRED_POLICIES = ("identity", "scope", "limits", "guardrails", "tracing")
 
 refuse_trailers()
 _vault = VaultHolder()
@@ -46,7 +49,9 @@ class Pipeline:
         install_backstop(_hosts.is_provider_host)
 
 
-_tracing = Tracing()
+# One detection engine for guardrails and privacy_mode=redacted, built at start-up (~0.5 s).
+_guard = Guard(workers=2)
+_tracing = Tracing(Privacy(_guard))
 
 addons = [
     Pipeline(),
@@ -56,6 +61,7 @@ addons = [
     Scope(_vault, _hosts),
     # policy addons (limits, guardrails) go here, each adding its name to REQUIRED_POLICIES
     Limits(_vault),
+    Guardrails(_vault, _guard),
     _tracing,
     Upstream(_hosts, REQUIRED_POLICIES, _tracing),
 ]
