@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from codexgate.core.pricing import Usage
+from codexgate.core.usage import Usage
 from codexgate.wire import Reassembled, from_json_body
 
 __all__ = ["Reassembled", "Usage", "from_json_body"]

@@ -10,7 +10,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip uv >/dev/null
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
-.venv/bin/uv pip install -q --python .venv/bin/python -e ".${extras}"
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as here) every process would otherwise
+# recompile every imported module (~2 s per start of polars/duckdb/mitmproxy)
+.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e ".${extras}"
+.venv/bin/python -m compileall -q codexgate addons analytics dashboard >/dev/null
 if [ "${1:-}" = "--test" ]; then
   # The real Codex CLI for the end-to-end tests (its Linux binary arrives as an optional dependency).
   if [ ! -x .tools/codex/node_modules/.bin/codex ] && command -v npm >/dev/null; then

@@ -17,10 +17,11 @@ done
 if [ -n "$PY312" ] && [ "${CODEXGATE_SKIP_MITM12:-}" != 1 ]; then
   [ -x .venv312/bin/python ] || "$PY312" -m venv .venv312
   .venv312/bin/python -m pip install -q --upgrade pip uv >/dev/null
-  .venv312/bin/uv pip install -q --python .venv312/bin/python -e ".[test]"
+  .venv312/bin/uv pip install -q --compile-bytecode --python .venv312/bin/python -e ".[test]"
+  .venv312/bin/python -m compileall -q codexgate addons analytics dashboard >/dev/null
   echo "== gateway end-to-end tests on mitmproxy $(.venv312/bin/python -c 'import mitmproxy.version as v; print(v.VERSION)') =="
   .venv312/bin/python -m pytest -q -p no:cacheprovider tests/test_gateway_sdk.py tests/test_gateway_forward.py \
-    tests/test_gateway_vault_live.py tests/test_traces_e2e.py
+    tests/test_gateway_vault_live.py tests/test_traces_e2e.py tests/test_failclosed.py tests/test_fuzz_gateway.py tests/gateway
 fi
 echo "== full suite on mitmproxy $(.venv/bin/python -c 'import mitmproxy.version as v; print(v.VERSION)') =="
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

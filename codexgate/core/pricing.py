@@ -14,23 +14,15 @@ from importlib.metadata import version
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
+from codexgate.core.usage import Usage
+
+__all__ = ["PRICE_SOURCE", "PRICE_VERSION", "Cost", "Usage", "price"]
+
 PRICE_SOURCE = "genai-prices"
 PRICE_VERSION = version("genai-prices")
 
 # vault provider kind -> genai-prices provider id (None: let genai-prices match by model name)
 _PROVIDER_IDS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic", "openai_compatible": None}
-
-
-@dataclass
-class Usage:
-    """Token usage of one call, in Responses-API terms: ``input_tokens`` includes cache reads and
-    writes, ``output_tokens`` includes reasoning. ``None`` means the provider did not say."""
-
-    input_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    output_tokens: int | None = None
-    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from codexgate.core.pricing import Usage
+from codexgate.core.usage import Usage
 from codexgate.wire.sse import SseEvent
 from codexgate.wire.values import as_dict, as_str, loads_object
 

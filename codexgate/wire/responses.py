@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from codexgate.core.pricing import Usage
+from codexgate.core.usage import Usage
 from codexgate.wire.common import Api, EventReassembler, Reassembled, error_fields
 from codexgate.wire.sse import frame, pieces
 from codexgate.wire.values import as_dict, as_index, as_int, as_list, as_str, text_of
