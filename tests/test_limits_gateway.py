@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from codexgate.core.vault import Vault
 from tests.conftest import read_traces
-from tests.helpers.gateway import DemoVault, Gateway, start_gateway
-from tests.helpers.limits import add_key, concurrent_streams, key_rows, stream_call, wait_settled
+from tests.helpers.gateway import DemoVault, Gateway, free_port, start_gateway
+from tests.helpers.limits import RELOAD_WAIT, add_key, concurrent_streams, key_rows, stream_call, wait_settled
 from tests.helpers.sim import SimProvider
 
 TEXT = "budget check"
@@ -182,3 +183,36 @@ def test_sigkill_mid_stream_keeps_spend_and_reconciles_the_orphan(
     (st,) = wait_settled(vault, k.key_id, ledger, timeout=0)
     assert st.spent_usd == pytest.approx(traced, rel=1e-9)
 
+
+
+def test_invalid_limits_section_fails_closed_until_fixed(gw: Gateway, vault: DemoVault) -> None:
+    k = add_key(vault, "invalid", "jack", lambda kid: {f"key:{kid}": {"rpm": 100}})
+    v = Vault.load(vault.path, vault.secret)
+    good = v.sections["limits"]
+    v.sections["limits"] = {**good, "levels": {**good["levels"], f"key:{k.key_id}": {"rpm": -1}}}
+    vault.save(v)
+    time.sleep(RELOAD_WAIT)
+    try:
+        r = stream_call(gw.base_url, k.plain, TEXT, MAX_OUT)
+        assert r.status == 503 and r.body["error"]["code"] == "limits_invalid"
+        assert "invalid" in r.body["error"]["message"]
+    finally:
+        v.sections["limits"] = good
+        vault.save(v)
+        time.sleep(RELOAD_WAIT)
+    assert stream_call(gw.base_url, k.plain, TEXT, MAX_OUT).ok
+    rows = key_rows([gw.traces], k.key_id, 2)
+    assert [r["refusal_reason"] for r in rows] == ["limits_invalid", None]
+
+
+def test_unreachable_redis_ledger_fails_closed(tmp_path: Path, vault: DemoVault) -> None:
+    port = free_port()  # nothing listens there
+    g = start_gateway(tmp_path, vault, opts={"codexgate_ledger": f"redis://127.0.0.1:{port}/0"}, name="noredis")
+    try:
+        k = add_key(vault, "noredis", "kim", lambda kid: {f"key:{kid}": {"rpm": 100}})
+        r = stream_call(g.base_url, k.plain, TEXT, MAX_OUT)
+        assert r.status == 503 and r.body["error"]["code"] in ("limits_unavailable",)
+        rows = key_rows([g.traces], k.key_id, 1)
+        assert rows[0]["outcome"] == "refused" and rows[0]["attempt_count"] == 0  # never forwarded
+    finally:
+        g.stop()
