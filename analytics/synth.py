@@ -759,6 +759,14 @@ def _attempt_columns(rng: np.random.Generator, b: _Batch) -> None:
             ),
             _ts(a_start_us),
         ],
+        fields=list(schema.ATTEMPT)[:7],
+    )
+    # fields the schema gained later (model, decision, ...) are left null
+    attempt_values = pa.StructArray.from_arrays(
+        [
+            *(attempt_values.field(i) for i in range(7)),
+            *(pa.nulls(len(attempt_values), f.type) for f in list(schema.ATTEMPT)[7:]),
+        ],
         fields=list(schema.ATTEMPT),
     )
     cols["attempts"] = _list(
