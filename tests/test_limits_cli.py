@@ -193,3 +193,42 @@ def test_bad_input_is_one_line(cli: tuple[Cli, str], args: list[str], fragments:
     if args[0] == "limits" and args[1] == "status":
         c("limits", "set", "--org", "acme", "--rpm", "50")
     one_line_error(c(*args, ok=False), *fragments)
+
+
+def test_set_show_clear_through_the_admin_api(tmp_path: Path) -> None:
+    """``--admin-url``: set/show/clear go through the real admin API (role-checked, audited);
+    status refuses it with one line."""
+    from tests.test_admin_api import start_admin
+
+    admin = start_admin(tmp_path)
+    try:
+        def run(role: str, *args: str) -> subprocess.CompletedProcess[str]:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXGATE_")}
+            env.update(CODEXGATE_ADMIN_URL=admin.url, CODEXGATE_ADMIN_CREDENTIAL=admin.creds[role])
+            return subprocess.run([CODEXGATE, "limits", *args], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        audited = admin.audit_count()
+        r = run("team_admin", "set", "--team", "acme/platform", "--rpm", "30")
+        assert r.returncode == 0, r.stderr
+        r = run("team_admin", "set", "--team", "acme/platform", "--budget-usd", "5", "--period", "day")
+        assert r.returncode == 0, r.stderr  # merged with the rpm set before
+        stored = Vault.load(admin.vault_path, load_secret(admin.key_file)).sections["limits"]["levels"]
+        assert stored["team:acme/platform"] == {"rpm": 30, "budget_usd": 5.0, "period": "day", "tz": "UTC",
+                                               "soft_threshold": 0.8}
+        assert admin.audit_count() == audited + 2
+        shown = run("team_admin", "show", "--json")
+        assert json.loads(shown.stdout)["team:acme/platform"]["rpm"] == 30
+        # a team admin may not set an org-wide budget; the API's refusal is one line (exit 3)
+        r = run("team_admin", "set", "--org", "acme", "--budget-usd", "100", "--period", "month")
+        assert r.returncode == 3
+        one_line_error(r, "403")
+        # an invalid value never reaches the API
+        one_line_error(run("org_admin", "set", "--org", "acme", "--rpm", "0"), "--rpm")
+        assert run("team_admin", "clear", "--team", "acme/platform").returncode == 0
+        stored = Vault.load(admin.vault_path, load_secret(admin.key_file)).sections["limits"]["levels"]
+        assert "team:acme/platform" not in stored
+        one_line_error(run("team_admin", "clear", "--team", "acme/platform"), "no entry")
+        one_line_error(run("org_admin", "status"), "drop --admin-url")
+    finally:
+        admin.stop()

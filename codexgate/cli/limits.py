@@ -3,8 +3,12 @@
 Limits live in the vault's ``limits`` section (``codexgate.limits.config``); one level is chosen
 with exactly one of ``--org ORG``, ``--team ORG/TEAM``, ``--project ORG/PROJECT``,
 ``--developer ORG/DEVELOPER`` or ``--key KEY_ID``. ``status`` and ``rebuild`` read the ledger:
-``--ledger PATH`` (SQLite, default ``$CODEXGATE_LEDGER`` or ``./codexgate-data/ledger/ledger.sqlite3``)
-or a ``redis://…`` URL.
+``--ledger PATH`` (SQLite, default ``$CODEXGATE_LEDGER`` or ``./codexgate-data/ledger.sqlite3``, the
+gateway's default) or a ``redis://…`` URL.
+
+With ``--admin-url`` (or ``$CODEXGATE_ADMIN_URL``) ``set``/``clear``/``show`` go through the admin API
+(``GET /v1/limits``, ``PUT /v1/limits/scopes/{level}:{scope}``), which checks the caller's role and
+audits the change; ``status`` and ``ledger rebuild`` read the ledger itself and refuse ``--admin-url``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexgate.cli import CliError
-from codexgate.cli.admin import _read, _vault_args, cli_errors, edit_vault
+from codexgate.cli.admin import _read, _vault_args, admin_url, api_request, cli_errors, edit_vault
 from codexgate.limits.config import (
     LEVELS,
     SECTION,
@@ -31,7 +35,7 @@ from codexgate.limits.config import (
 )
 from codexgate.limits.periods import PERIODS
 
-DEFAULT_LEDGER = "codexgate-data/ledger/ledger.sqlite3"
+DEFAULT_LEDGER = "codexgate-data/ledger.sqlite3"  # the gateway's default: beside codexgate-data/traces
 LEDGER_ENV = "CODEXGATE_LEDGER"
 _LIMIT_FIELDS = ("budget_usd", "period", "tz", "rpm", "tpm", "max_concurrent", "soft_threshold")
 
@@ -127,6 +131,8 @@ def run_set(args: argparse.Namespace) -> int:
             given[name] = _number(name, given[name], kind)
     if not given:
         raise CliError("nothing to set: give --budget-usd/--period, --tz, --rpm, --tpm or --max-concurrent")
+    if admin_url(args):
+        return _set_via_api(args, level_id(level, scope), given)
     try:
         with edit_vault(args) as vault:
             if level == "key" and scope not in vault.keys:
@@ -144,10 +150,42 @@ def run_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_entries(args: argparse.Namespace) -> dict[str, Any]:
+    section = api_request(args, "GET", "/v1/limits")
+    entries = section.get("levels") if isinstance(section, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def _set_via_api(args: argparse.Namespace, ident: str, given: dict[str, Any]) -> int:
+    """Merge ``given`` into the level's entry and PUT it; the API validates and audits."""
+    try:
+        current = LevelLimits.from_dict(_api_entries(args).get(ident) or {})
+        lim = replace(current, **given).validate()
+    except LimitsError as exc:
+        raise CliError(str(exc)) from None
+    api_request(args, "PUT", f"/v1/limits/scopes/{ident}", lim.to_dict())
+    print(f"{ident}: {json.dumps(lim.to_dict(), sort_keys=True)}")
+    return 0
+
+
+def _refuse_api(args: argparse.Namespace, what: str) -> None:
+    if admin_url(args):
+        raise CliError(f"{what} reads the ledger directly, not through the admin API: drop --admin-url and pass --ledger")
+
+
 @cli_errors
 def run_clear(args: argparse.Namespace) -> int:
     level, scope = _chosen(args)  # type: ignore[misc]
     ident = level_id(level, scope)
+    if admin_url(args):
+        if ident not in _api_entries(args):
+            raise CliError(
+                f"{ident} has no entry in the limits section (a budget stored on the key or team itself is "
+                "changed with `codexgate key|team`)"
+            )
+        api_request(args, "PUT", f"/v1/limits/scopes/{ident}", {})
+        print(f"{ident}: cleared")
+        return 0
     try:
         with edit_vault(args) as vault:
             cfg = config_of(vault)
@@ -181,8 +219,13 @@ def _selected_levels(args: argparse.Namespace) -> list:
 
 @cli_errors
 def run_show(args: argparse.Namespace) -> int:
-    levels = _selected_levels(args)
-    rows = {lv.id: lv.limits.to_dict() for lv in levels}
+    if admin_url(args):
+        chosen = _chosen(args)
+        rows = {i: d for i, d in sorted(_api_entries(args).items()) if chosen is None or i == level_id(*chosen)}
+        if chosen is not None and not rows:
+            raise CliError(f"{level_id(*chosen)} has no limits")
+    else:
+        rows = {lv.id: lv.limits.to_dict() for lv in _selected_levels(args)}
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     elif not rows:
@@ -203,6 +246,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 @cli_errors
 def run_status(args: argparse.Namespace) -> int:
+    _refuse_api(args, "limits status")
     levels = _selected_levels(args)
 
     async def go() -> list:
@@ -247,6 +291,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_rebuild(args: argparse.Namespace) -> int:
     from codexgate.limits.rebuild import RebuildError, rebuild
 
+    _refuse_api(args, "ledger rebuild")
     levels = _selected_levels(args)
     target = ledger_target(args)
 
