@@ -158,6 +158,7 @@ def render() -> None:
     st.title("Attribution")
     spend_section(viewer.scope, since, until)
     budget_section(viewer.scope)
+    __import__("dashboard.ledger_panel").ledger_panel.render(viewer.scope)  # live ledger next to trace spend
 
 
 render()
