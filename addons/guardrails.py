@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
@@ -44,7 +45,7 @@ from addons.errors import error_response
 from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.vault_watch import VaultHolder
-from codexgate.guard.items import BodyInput, body_input, rewrite_body
+from codexgate.guard.items import BodyInput, body_input, item_parts, rewrite_body
 from codexgate.guard.policy import SECTION, Policy, PolicyError, from_section, resolve
 from codexgate.guard.scanner import Finding
 from codexgate.guard.service import Guard
@@ -60,7 +61,72 @@ ASYNC_WAIT_S = 2.0  # longest the trace row waits for async-stage findings
 BLOCK_STATUS = 400
 BLOCK_CODE = "guardrail_blocked"
 
+VALUES_KEY = "codexgate_guard_values"  # flow.metadata: the call's KnownValues (memory only)
+MAX_STREAM_TEXT = 4 * 1024 * 1024  # per output item kept to read finding values from
+VALUE_DETECTORS = ("pii", "secrets", "banned")
+
 _ACTIONS = {"block": "blocked", "redact": "redacted", "flag": "logged"}
+
+
+class KnownValues:
+    """The values a call's findings matched, in this process's memory only, for one purpose: to
+    mask them (by plain replacement with their session placeholders) in what the trace row
+    stores, without scanning big texts again on the event loop. Never logged or serialised
+    (``repr`` hides them); dropped with the flow."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}  # value -> entity
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KnownValues({len(self._values)} hidden)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("KnownValues is never serialised")
+
+    def add(self, value: str, entity: str) -> None:
+        if len(value) >= 4:  # shorter spans would mask ordinary text
+            with self._lock:
+                self._values.setdefault(value, entity)
+
+    def add_from_items(self, findings: list[Finding], items: Any, instructions: str | None) -> None:
+        for f in findings:
+            if f.detector not in VALUE_DETECTORS or f.end <= f.start:
+                continue
+            if f.item_index < 0:
+                text = instructions or ""
+            elif f.item_index < len(items):
+                parts = item_parts(items[f.item_index])
+                text = parts[f.part][1] if f.part < len(parts) else ""
+            else:
+                continue
+            self.add(text[f.start : f.end], f.entity)
+
+    def mask(self, guard: Guard, session: str) -> Callable[[str | None], str | None]:
+        """A function replacing every known value in a text with its session placeholder."""
+        with self._lock:
+            pairs = sorted(self._values.items(), key=lambda kv: -len(kv[0]))
+        subs = [(v, guard.redactor.placeholders.placeholder(session, e, v)) for v, e in pairs]
+
+        def apply(text: str | None) -> str | None:
+            if not text:
+                return text
+            for value, placeholder in subs:
+                if value in text:
+                    text = text.replace(value, placeholder)
+                escaped = json.dumps(value)[1:-1]  # the value inside JSON text (response bodies)
+                if escaped != value and escaped in text:
+                    text = text.replace(escaped, placeholder)
+            return text
+
+        return apply
+
+
+def known_values(flow: http.HTTPFlow) -> KnownValues:
+    kv = flow.metadata.get(VALUES_KEY)
+    if kv is None:
+        kv = flow.metadata[VALUES_KEY] = KnownValues()
+    return kv
 _STAGES = {"pre": "input", "async": "input", "stream": "output", "store": "input"}
 
 
@@ -110,8 +176,12 @@ class StreamGuard:
     tool-call argument deltas on a worker thread (one stream's work in order), and decides
     whether to end the stream. Thread-safe between the loop (``__call__``) and its worker."""
 
-    def __init__(self, guard: Guard, policy: Policy, api: str, pool: concurrent.futures.Executor) -> None:
+    def __init__(self, guard: Guard, policy: Policy, api: str, pool: concurrent.futures.Executor,
+                 values: KnownValues | None = None) -> None:
         self.guard, self.policy, self.api = guard, policy, api
+        self.values = values if values is not None else KnownValues()
+        self._texts: dict[int, list[str]] = {}  # per output item: the streamed text (worker side)
+        self._text_len: dict[int, int] = {}
         self._pool = pool
         self._parser = SseParser()
         self._scanners: dict[int, Any] = {}
@@ -148,7 +218,15 @@ class StreamGuard:
                 sc = self._scanners.get(index)
                 if sc is None:
                     sc = self._scanners[index] = self.guard.output_scanner(self.policy, item_index=index)
+                if text is not None and self._text_len.get(index, 0) < MAX_STREAM_TEXT:
+                    self._texts.setdefault(index, []).append(text)
+                    self._text_len[index] = self._text_len.get(index, 0) + len(text)
                 new = sc.feed(text) if text is not None else sc.finish()
+                if new:
+                    whole = "".join(self._texts.get(index, []))
+                    for f in new:
+                        if f.detector in VALUE_DETECTORS and f.end <= len(whole):
+                            self.values.add(whole[f.start : f.end], f.entity)
             except Exception as exc:  # never the text: type only
                 log.error("codexgate: output guardrail scan failed (%s)", type(exc).__name__)
                 continue
@@ -258,8 +336,13 @@ class StreamGuard:
             self._submit(index, rest)
         self.finish()
         self.wait(timeout)
-        with self._lock:
-            return list(self.findings)
+        with self._lock:  # the scanners' own lists: spans extended after first being reported
+            findings = [f for sc in list(self._scanners.values()) for f in sc.findings] or list(self.findings)
+        for f in findings:  # final spans (a key arriving over many deltas grew after it was found)
+            whole = "".join(self._texts.get(f.item_index, []))
+            if f.detector in VALUE_DETECTORS and f.end <= len(whole):
+                self.values.add(whole[f.start : f.end], f.entity)
+        return findings
 
 
 # ------------------------------------------------------------------------- the addon
@@ -326,7 +409,7 @@ class Guardrails:
             state.allow(NAME, "no model input")
             return
         items_key, items, instr_key, instructions = call
-        session = state.request.codex.grouping_key or f"call:{state.trace_id}"
+        session = session_of(state)
         outcome = await self.guard.check_request(
             policy, session_id=session, items=items, digests=None, instructions=instructions,
             body_bytes=state.request.size,
@@ -335,6 +418,7 @@ class Guardrails:
         body = state.request.body
         assert isinstance(body, dict)
         if outcome.findings:  # the trace stores the body with every finding's value replaced
+            known_values(flow).add_from_items(outcome.findings, items, instructions)
             await self._store_redacted(state, call, outcome.findings, session)
         if outcome.blocked:
             msg = outcome.message or "Request blocked by the gateway's guardrail."
@@ -346,9 +430,9 @@ class Guardrails:
             state.decide(NAME, "warn", f"scan budget ran out on {len(outcome.incomplete_items)} item(s); passed")
         if policy.text_detectors("async"):
             flow.metadata[ASYNC_KEY] = asyncio.ensure_future(
-                self._async_stage(state, policy, call, list(outcome.findings), session))
+                self._async_stage(flow, state, policy, call, list(outcome.findings), session))
         if state.request.stream and policy.text_detectors():
-            sg = StreamGuard(self.guard, policy, state.request.shape.api, self._stream_pool)
+            sg = StreamGuard(self.guard, policy, state.request.shape.api, self._stream_pool, known_values(flow))
             flow.metadata[STREAM_KEY] = sg
             state.record.stream_filters.append(sg)
         actions = sorted({f.action for f in outcome.findings})
@@ -372,15 +456,28 @@ class Guardrails:
             state.record.stored_new_items = json.dumps(stored_items[delta.new_start :], ensure_ascii=False)
 
     async def _async_stage(
-        self, state: FlowState, policy: Policy, call: BodyInput, pre: list[Finding], session: str
+        self, flow: http.HTTPFlow, state: FlowState, policy: Policy, call: BodyInput, pre: list[Finding],
+        session: str,
     ) -> list[Finding]:
         """The ``async``-stage check (alongside the forwarded call); its findings' values are
         then masked in the stored body too."""
         _, items, _, instructions = call
         found = await self.guard.check_async(policy, items=items, digests=None, instructions=instructions)
         if found:
+            known_values(flow).add_from_items(found, items, instructions)
             await self._store_redacted(state, call, [*pre, *found], session)
         return found
+
+
+def session_of(state: FlowState) -> str:
+    """The placeholder session of a call: the Codex session, else the call alone."""
+    return state.request.codex.grouping_key or f"call:{state.trace_id}"
+
+
+def value_mask(flow: http.HTTPFlow, state: FlowState, guard: Guard) -> Callable[[str | None], str | None]:
+    """For the trace row of a call with findings: replaces each value its findings matched
+    (request and stream) with its session placeholder — plain replacement, cheap on the loop."""
+    return known_values(flow).mask(guard, session_of(state))
 
 
 def row_findings(flow: http.HTTPFlow, state: FlowState, result: Any) -> list[dict[str, Any]]:

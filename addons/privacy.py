@@ -51,6 +51,33 @@ class Privacy:
         new, _, _ = self.guard.redact_items_for_storage(dict_items, None, session_id)
         return json.dumps(list(new), ensure_ascii=False)
 
+    def redact_json(self, text: str | None, session_id: str | None = None) -> str | None:
+        """A JSON document (e.g. a response body) redacted field by field: each top-level field is
+        one cached pseudo-item, so fields repeated on every call (echoed instructions, tools) are
+        not scanned again. Not JSON: the whole text."""
+        if not text:
+            return text
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return self.redact(text, session_id)
+        if not isinstance(doc, dict):
+            return self.redact(text, session_id)
+        keys = list(doc)
+        items = [{"type": "message", "role": "user", "content": json.dumps(doc[k], ensure_ascii=False)}
+                 for k in keys]
+        new, _, _ = self.guard.redact_items_for_storage(items, None, session_id)
+        out: dict[str, Any] = {}
+        for k, item, orig in zip(keys, new, items, strict=True):
+            if item is orig:
+                out[k] = doc[k]
+                continue
+            try:
+                out[k] = json.loads(str(item["content"]))
+            except ValueError:  # a span ran across JSON syntax, or <UNSCANNED>: keep the text
+                out[k] = str(item["content"])
+        return json.dumps(out, ensure_ascii=False)
+
     def redact_body(self, body: Any, body_text: str | None, api: str | None = None,
                     session_id: str | None = None) -> str | None:
         """The request body as stored in ``redacted`` mode (JSON text)."""

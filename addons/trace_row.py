@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from addons import privacy
 from addons.flowstate import FlowState
-from addons.guardrails import row_findings
+from addons.guardrails import row_findings, value_mask
 from addons.reassembly import Reassembled
 from addons.stored_headers import headers_json
 from codexgate.core import schema
@@ -85,19 +85,27 @@ def build_row(
 
     keep = mode != privacy.METRICS_ONLY
     findings = row_findings(flow, state, result)
-    # A call with guardrail findings stores its response redacted too (a flagged value the model
-    # echoes must not reach a trace); the request body was stored redacted by the guardrail.
+    # A call with guardrail findings stores its response with the values its findings matched
+    # replaced (a flagged value the model echoes must not reach a trace): plain replacement of
+    # known values, no scan on the event loop. The request body was stored masked by the guardrail.
     redacting = mode == privacy.REDACTED or (bool(findings) and keep)
     sid = state.request.codex.grouping_key
+    scrub_json: Callable[[str | None], str | None]
     if not redacting:
         scrub: Callable[[str | None], str | None] = lambda s: s  # noqa: E731
-    elif privacy_ is not None:
+        scrub_json = scrub
+    elif privacy_ is None:  # no engine to redact with: store no text at all (fail closed)
+        scrub = scrub_json = lambda s: None  # noqa: E731
+    elif mode == privacy.REDACTED:
         scrub = lambda s: privacy_.redact(s, sid)  # noqa: E731
-    else:  # no engine to redact with: store no text at all (fail closed)
-        scrub = lambda s: None  # noqa: E731
+        scrub_json = lambda s: privacy_.redact_json(s, sid)  # noqa: E731
+    else:
+        scrub = scrub_json = value_mask(flow, state, privacy_.guard)
+    # a stream a guardrail cut for what it emitted: none of its output is stored
+    keep_output = keep and not any(f.get("stage") == "output" and f.get("action") == "blocked" for f in findings)
     response_body = json.dumps(result.response) if (result and result.response is not None) else None
     tool_calls = list(result.tool_calls) if result else None
-    if tool_calls and not keep:
+    if tool_calls and not keep_output:
         tool_calls = [{**c, "arguments": None} for c in tool_calls]
     elif tool_calls and redacting:
         tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
@@ -155,9 +163,9 @@ def build_row(
         "response_headers": headers_json(state.upstream.response_headers)
         if state.upstream.response_headers is not None
         else None,
-        "response_body": cap(scrub(response_body)) if keep else None,
-        "response_text": cap(scrub(result.text)) if (keep and result) else None,
-        "response_reasoning": cap(scrub(result.reasoning)) if (keep and result) else None,
+        "response_body": cap(scrub_json(response_body)) if keep_output else None,
+        "response_text": cap(scrub(result.text)) if (keep_output and result) else None,
+        "response_reasoning": cap(scrub(result.reasoning)) if (keep_output and result) else None,
         "tool_calls": tool_calls,
         "sse_event_count": result.event_count if (result and streaming) else None,
         "response_bytes": response_bytes,

@@ -103,3 +103,29 @@ def test_storage_redaction_uses_the_engine_with_session_stable_placeholders(guar
     again = privacy.redact_items_json(body["input"], "sess-1")
     assert again is not None and "<AWS_ACCESS_KEY_1> <EMAIL_ADDRESS_1>" in again
     assert privacy.redact(f"mail {mail}", None) == "mail <EMAIL_ADDRESS_1>"
+
+
+def test_known_values_mask_with_the_forwarded_placeholders(guard: Guard, pool) -> None:
+    """What the trace row uses for a call with findings: each matched value (request and stream)
+    replaced by the same placeholder the provider saw, also inside JSON text; values never show."""
+    from addons.guardrails import KnownValues
+
+    key, mail = aws_key(), "li.wei@fastmail.com"
+    findings = guard.redactor.redact(f"{key} and {mail}", "s-mask")[1]
+    kv = KnownValues()
+    item = {"type": "function_call_output", "call_id": "c", "output": f"{key} and {mail}"}
+    from codexgate.guard.scanner import Finding
+
+    kv.add_from_items([Finding(f.detector, f.entity, "flag", "pre", f.score, 0, 0, f.start, f.end, "")
+                       for f in findings], [item], None)
+    assert key not in repr(kv) and mail not in repr(kv)
+    mask = kv.mask(guard, "s-mask")
+    forwarded = guard.redactor.redact(f"{key} and {mail}", "s-mask")[0]
+    assert mask(f"echo: {key} and {mail}") == f"echo: {forwarded}"
+    assert mask(json.dumps({"text": f'"{key}"'})) == json.dumps({"text": '"<AWS_ACCESS_KEY_1>"'})
+    # a stream finding's value (a key arriving over many deltas) is read from the streamed text
+    pem = fake_private_key()
+    sg = StreamGuard(guard, Policy(rules={"secrets": Rule("flag")}), "responses", pool, kv)
+    run_filter(sg, responses_stream(f"key:\n{pem}\n"))
+    sg.settle(None, 5)
+    assert kv.mask(guard, "s-mask")(f"stored {pem}") == "stored <PRIVATE_KEY_1>"
