@@ -167,6 +167,18 @@ def test_output_guardrail_cuts_a_stream_that_emits_a_private_key(gateway, vault,
     assert body.splitlines()[3] not in json.dumps([{k: str(v) for k, v in r.items()} for r in rows])
 
 
+@needs_codex
+def test_codex_stops_on_a_stream_the_output_guardrail_cut(gateway, vault, sim, tmp_path) -> None:
+    """``response.failed`` with code ``invalid_prompt`` is fatal for Codex (measured on 0.171,
+    default retry settings): it shows the gateway's message and does not resend the request."""
+    set_policy(vault, {"secrets": {"action": "block"}})
+    sim.clear()
+    run = run_codex(tmp_path, gateway, vault.keys["alice"], "EMIT: private-key")
+    assert run.returncode != 0
+    assert "Response stopped by the gateway's guardrail: secrets detector found PRIVATE_KEY" in run.stdout + run.stderr
+    assert len(provider_calls(sim)) == 1
+
+
 def test_no_value_in_error_bodies_logs_traces_or_spool(gateway, vault, sim) -> None:
     set_policy(vault, {"secrets": {"action": "block"}, "pii": {"action": "block"}})
     text = f"here: {AWS_KEY} and {EMAIL}"

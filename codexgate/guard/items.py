@@ -26,7 +26,12 @@ def item_kind(item: Mapping[str, Any]) -> str:
     TOOL_OUTPUT (results of tools: shell output, fetched pages), or OTHER."""
     kind = item.get("type", "message" if "role" in item else None)
     if kind == "message":
-        return MODEL if item.get("role") == "assistant" else USER
+        role = item.get("role")
+        if role == "tool":  # a Chat Completions tool result
+            return TOOL_OUTPUT
+        if role == "user" and _has_tool_result(item.get("content")):  # an Anthropic tool result turn
+            return TOOL_OUTPUT
+        return MODEL if role == "assistant" else USER
     if kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output",
                 "mcp_call_output", "computer_call_output"):
         return TOOL_OUTPUT
@@ -35,12 +40,20 @@ def item_kind(item: Mapping[str, Any]) -> str:
     return OTHER
 
 
+def _has_tool_result(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(p, Mapping) and p.get("type") == "tool_result" for p in content
+    )
+
+
 def _content_parts(value: Any, path: Path, out: list[tuple[Path, str]]) -> None:
     if isinstance(value, str):
         out.append((path, value))
     elif isinstance(value, list):
         for i, part in enumerate(value):
-            if isinstance(part, Mapping) and part.get("type", "text") in _TEXT_PART_TYPES:
+            if isinstance(part, Mapping) and part.get("type") == "tool_result":  # Anthropic
+                _content_parts(part.get("content"), (*path, i, "content"), out)
+            elif isinstance(part, Mapping) and part.get("type", "text") in _TEXT_PART_TYPES:
                 text = part.get("text")
                 if isinstance(text, str):
                     out.append(((*path, i, "text"), text))
