@@ -354,7 +354,8 @@ class Guardrails:
     def __init__(self, holder: VaultHolder, guard: Guard, *, stream_workers: int = 2) -> None:
         self.holder = holder
         self.guard = guard
-        self._scopes_for: tuple[int, dict[str, dict[str, Any]] | PolicyError] | None = None
+        # (the vault object, its parsed scopes): parsed once per reload (a reload is a new object)
+        self._scopes_for: tuple[Any, dict[str, dict[str, Any]] | PolicyError] | None = None
         self._stream_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=stream_workers, thread_name_prefix="guard-stream"
         )
@@ -369,13 +370,13 @@ class Guardrails:
         if vault is None:
             return None
         cached = self._scopes_for
-        if cached is not None and cached[0] == id(vault):
+        if cached is not None and cached[0] is vault:
             return cached[1]
         try:
             scopes: dict[str, dict[str, Any]] | PolicyError = from_section(vault.sections.get(SECTION))
         except PolicyError as exc:
             scopes = exc
-        self._scopes_for = (id(vault), scopes)
+        self._scopes_for = (vault, scopes)
         return scopes
 
     def _refuse(self, flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:
