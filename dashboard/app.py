@@ -1,6 +1,7 @@
 """codexgate dashboard entry point: ``streamlit run dashboard/app.py``.
 
-Multipage via ``st.navigation``; every page also runs standalone (each one logs the viewer in and
+Multipage via ``st.navigation``; every page has a stable URL (``/overview``, ``/replay?session=…&step=…``,
+…) and the root ``/`` forwards to ``/overview``. Every page also runs standalone (each one logs the viewer in and
 reads its own data), which is how the AppTest tests render them.
 """
 
@@ -14,9 +15,19 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="codexgate", page_icon="🛰️", layout="wide")
 
+OVERVIEW = st.Page(PAGES / "overview.py", title="Overview", icon="📊", url_path="overview")
+
+
+def _home() -> None:
+    """The app root: go to Overview at its own URL (``/overview``), keeping the query string, so every
+    page — the first one too — has a stable address to bookmark and share."""
+    st.switch_page(OVERVIEW, query_params=dict(st.query_params))
+
+
 navigation = st.navigation(
     [
-        st.Page(PAGES / "overview.py", title="Overview", icon="📊", url_path="overview", default=True),
+        st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
+        OVERVIEW,
         st.Page(PAGES / "attribution.py", title="Attribution", icon="💸", url_path="attribution"),
         st.Page(PAGES / "sessions.py", title="Sessions", icon="🗂️", url_path="sessions"),
         st.Page(PAGES / "replay.py", title="Replay", icon="⏯️", url_path="replay"),

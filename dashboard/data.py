@@ -1,27 +1,39 @@
 """Data access for the dashboard: one cached ``TraceStore`` per traces folder (``st.cache_resource``)
 and cached query results (``st.cache_data``), always with the viewer's scope; the sidebar time range.
 
-The traces folder comes from ``CODEXGATE_TRACES`` (default ``./codexgate-data/traces``). All SQL lives
-in ``analytics``; this module only names the query to run.
+The live traces folder comes from ``CODEXGATE_TRACES`` (default ``./codexgate-data/traces``). A synthetic
+history (``codexgate demo`` writes one) comes from ``CODEXGATE_SYNTHETIC_TRACES``: a folder whose parent
+holds ``SYNTHETIC.json`` with ``"synthetic": true``. The sidebar offers both; the choice is in the URL
+(``?data=synthetic``) so links keep it, and every page showing a synthetic folder carries a
+"synthetic data" badge. A folder is never both: live and synthetic traces are never mixed.
+
+All SQL lives in ``analytics``; this module only names the query to run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import polars as pl
 import streamlit as st
 
 from analytics import dashboard_queries, queries, sessions
 from analytics.access import ViewerScope
+from analytics.budgets import Budget, budgets_from_vault
 from analytics.db import TracesNotFound, TraceStore
 
 TRACES_ENV = "CODEXGATE_TRACES"
+SYNTHETIC_ENV = "CODEXGATE_SYNTHETIC_TRACES"
 DEFAULT_TRACES = "./codexgate-data/traces"
+SYNTHETIC_LABEL = "SYNTHETIC.json"
+SOURCE_PARAM = "data"  # ?data=synthetic
+SYNTHETIC, LIVE = "synthetic", "live"
 
 QUERIES: dict[str, Callable[..., pl.DataFrame]] = {
     "spend": queries.spend,
@@ -55,8 +67,93 @@ def use_app_navigation() -> None:
         st.rerun()
 
 
-def traces_dir() -> str:
+def live_traces_dir() -> str:
     return str(Path(os.environ.get(TRACES_ENV) or DEFAULT_TRACES).expanduser().resolve())
+
+
+def synthetic_label(folder: str | Path) -> dict[str, Any] | None:
+    """The ``SYNTHETIC.json`` label beside a traces folder when it marks it synthetic, else None."""
+    try:
+        label = json.loads((Path(folder).parent / SYNTHETIC_LABEL).read_text())
+    except (OSError, ValueError):
+        return None
+    return label if isinstance(label, dict) and label.get("synthetic") is True else None
+
+
+def synthetic_traces_dir() -> str | None:
+    """The labelled synthetic history folder, when one is configured (None otherwise, or when it is
+    the live folder: the two are never the same)."""
+    value = os.environ.get(SYNTHETIC_ENV)
+    if not value:
+        return None
+    folder = str(Path(value).expanduser().resolve())
+    return folder if folder != live_traces_dir() and synthetic_label(folder) is not None else None
+
+
+def source() -> str:
+    """``synthetic`` when the viewer chose the synthetic history (URL ``?data=synthetic``, else the
+    sidebar choice of this session), else ``live``."""
+    if synthetic_traces_dir() is None:
+        return LIVE
+    try:
+        wanted = st.query_params.get(SOURCE_PARAM) or st.session_state.get("data_source_saved")
+    except Exception:  # noqa: BLE001 - no Streamlit context (plain script)
+        wanted = None
+    return SYNTHETIC if wanted == SYNTHETIC else LIVE
+
+
+def traces_dir() -> str:
+    """The traces folder the pages read: the live one, or the synthetic history when chosen."""
+    if source() == SYNTHETIC:
+        return synthetic_traces_dir() or live_traces_dir()
+    return live_traces_dir()
+
+
+def source_params() -> dict[str, str]:
+    """Query parameters that keep the data source in a link (empty for live data)."""
+    return {SOURCE_PARAM: SYNTHETIC} if source() == SYNTHETIC else {}
+
+
+def link(page: str, **params: Any) -> str:
+    """A relative link to a dashboard page keeping the data source, e.g. ``/replay?session=…&step=1``."""
+    query = urlencode({**{k: str(v) for k, v in params.items() if v is not None}, **source_params()})
+    return f"/{page}" + (f"?{query}" if query else "")
+
+
+def _choose_source(synthetic: str) -> None:
+    """The sidebar's data-source switch (only when a synthetic history is configured)."""
+    current = source()
+    options = [LIVE, SYNTHETIC]
+    labels = {LIVE: "Live traces", SYNTHETIC: "Synthetic history (demo)"}
+    with st.sidebar:
+        choice = st.radio(
+            "Data",
+            options,
+            index=options.index(current),
+            format_func=labels.get,
+            key="data_source",
+            help=f"Live: {live_traces_dir()}. Synthetic: {synthetic} (generated, labelled, never mixed in).",
+        )
+    if choice != current:
+        st.session_state["data_source_saved"] = choice
+        if choice == SYNTHETIC:
+            st.query_params[SOURCE_PARAM] = SYNTHETIC
+        else:
+            st.query_params.pop(SOURCE_PARAM, None)
+        st.rerun()
+
+
+def synthetic_badge() -> None:
+    """The visible mark on every page that shows the synthetic history."""
+    label = synthetic_label(traces_dir()) or {}
+    days = label.get("days")
+    st.warning(
+        "**🧪 SYNTHETIC DATA** — a generated history"
+        + (f" ({days} days)" if days else "")
+        + ", not real traffic. Switch to *Live traces* in the sidebar for what went through the gateway.",
+        icon="🧪",
+    )
+    st.sidebar.caption("🧪 Showing **synthetic data**")
 
 
 @st.cache_resource(show_spinner=False)
@@ -69,7 +166,16 @@ def store() -> TraceStore:
 
 
 def require_store() -> TraceStore:
-    """The trace store; a friendly message (and the page stops) when there are no traces yet."""
+    """The trace store; a friendly message (and the page stops) when there are no traces yet. Draws the
+    data-source switch when a synthetic history is configured, and the synthetic-data badge when it is
+    the one shown."""
+    synthetic = synthetic_traces_dir()
+    if synthetic is not None:
+        _choose_source(synthetic)
+        if source() == SYNTHETIC:
+            synthetic_badge()
+    elif synthetic_label(traces_dir()) is not None:  # CODEXGATE_TRACES itself names a synthetic history
+        synthetic_badge()
     trace_store = store()
     try:
         trace_store.files()
@@ -156,3 +262,40 @@ def bucket_for(since: datetime, until: datetime) -> str:
     if span <= timedelta(days=120):
         return "day"
     return "week"
+
+
+# ---------------------------------------------------------------------------------------------
+# budgets and links
+# ---------------------------------------------------------------------------------------------
+
+
+def budgets() -> tuple[list[Budget], str | None]:
+    """The budgets of the data shown, and why there are none (None when there are some): the vault's
+    for live traces, the label's for the synthetic history (its teams are not in the vault)."""
+    if source() == SYNTHETIC:
+        label = synthetic_label(traces_dir()) or {}
+        try:
+            found = [Budget(**b) for b in label.get("budgets") or []]
+        except (TypeError, ValueError) as exc:
+            return [], f"The synthetic history's budgets cannot be read: {exc}"
+        return (found, None) if found else ([], "The synthetic history has no budgets.")
+    if not os.environ.get("CODEXGATE_VAULT"):
+        return [], "No budgets are configured (set CODEXGATE_VAULT and its key to read them from the vault)."
+    from dashboard import auth
+
+    try:
+        vault = auth.load_vault()
+        found = budgets_from_vault(vault) if vault is not None else []
+    except Exception as exc:  # noqa: BLE001 - unreadable vault: one line, not a traceback
+        return [], f"The vault cannot be read: {exc}"
+    return (found, None) if found else ([], "No budgets are configured in the vault.")
+
+
+def replay_button(session_id: str, label: str, step: int = 1, key: str | None = None) -> None:
+    """A one-click link into Replay at ``step`` of a session, keeping the data source. Inside the app
+    it navigates in place (the sign-in stays); a standalone page (AppTest) gets a plain link."""
+    params = {"session": session_id, "step": str(step), **source_params()}
+    try:
+        st.page_link("pages/replay.py", label=label, icon="▶️", query_params=params)
+    except Exception:  # noqa: BLE001 - no st.navigation (standalone page): a plain link instead
+        st.markdown(f"[▶ {label}]({link('replay', session=session_id, step=step)})")

@@ -3,12 +3,11 @@ recent examples (each linking to its step in Replay)."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import polars as pl
 import streamlit as st
 
-from dashboard import auth, data
+from dashboard import auth, charts, data
+from dashboard import format as fmt
 
 
 def render() -> None:
@@ -20,20 +19,31 @@ def render() -> None:
     st.title("Errors")
     total = data.run("errors", scope, by=(), since=since, until=until)
     row = total.row(0, named=True) if total.height else {}
+    requests = row.get("requests") or 0
     cols = st.columns(5)
-    cols[0].metric("Requests", f"{row.get('requests', 0):,}")
-    cols[1].metric("Errors", f"{row.get('errors', 0):,}", help="upstream_error, gateway_error, incomplete")
-    cols[2].metric("Refused", f"{row.get('refused', 0):,}")
-    cols[3].metric("Retried calls", f"{row.get('retried', 0):,}")
-    cols[4].metric("Fallbacks", f"{row.get('fallbacks', 0):,}")
-    if not row.get("requests"):
-        st.info("No calls in this time range.")
+    cols[0].metric("Calls", fmt.count(requests))
+    cols[1].metric(
+        "Errors",
+        fmt.count(row.get("errors")),
+        help="upstream_error, gateway_error, incomplete",
+    )
+    cols[1].caption(f"error rate {fmt.percent(row.get('errors', 0) / requests) if requests else 'n/a'}")
+    cols[2].metric("Refused", fmt.count(row.get("refused")))
+    cols[3].metric("Retried calls", fmt.count(row.get("retried")))
+    cols[4].metric("Fallbacks", fmt.count(row.get("fallbacks")))
+    if not requests:
+        st.info("No calls in this time range. Widen the range in the sidebar.")
+        return
+    if not (row.get("errors") or row.get("refused") or row.get("client_aborted")):
+        st.success(f"No errors or refusals in this range ({fmt.count(requests)} calls).", icon="✅")
         return
 
     bucket = data.bucket_for(since, until)
     over_time = data.run("outcomes_over_time", scope, bucket=bucket, since=since, until=until)
     st.subheader(f"Errors and refusals per {bucket}")
-    st.bar_chart(over_time.select("bucket", "errors", "refused", "client_aborted"), x="bucket")
+    series = {"errors": "errors", "refused": "refused", "client_aborted": "client aborted"}
+    frame = charts.fill_buckets(over_time, since, until, bucket, list(series))
+    charts.show(charts.stacked_over_time(frame, series, "calls", ["#c62828", "#ef6c00", "#9e9e9e"]))
 
     left, right = st.columns(2)
     with left:
@@ -41,14 +51,26 @@ def render() -> None:
         codes = data.run("status_codes", scope, since=since, until=until).filter(
             pl.col("status_code").is_null() | (pl.col("status_code") >= 400)
         )
-        st.bar_chart(
-            codes.select(pl.col("status_code").cast(pl.String).fill_null("none"), "requests"), x="status_code"
-        )
+        if codes.is_empty():
+            st.success("No HTTP error status in this range.", icon="✅")
+        else:
+            codes = codes.with_columns(
+                pl.col("status_code").cast(pl.String).fill_null("no status (connection lost)")
+            )
+            charts.show(
+                charts.hbars(codes, "status_code", "requests", "calls", fmt.AXIS_COUNT, fmt.count, "#c62828")
+            )
     with right:
         st.subheader("Refusal reasons")
-        st.dataframe(
-            data.run("refusal_reasons", scope, since=since, until=until), hide_index=True, width="stretch"
-        )
+        reasons = data.run("refusal_reasons", scope, since=since, until=until)
+        if reasons.is_empty():
+            st.success("No refusals in this range.", icon="✅")
+        else:
+            charts.show(
+                charts.hbars(
+                    reasons, "refusal_reason", "refused", "calls", fmt.AXIS_COUNT, fmt.count, "#ef6c00"
+                )
+            )
 
     st.subheader("By model and provider")
     by_model = data.run("errors", scope, by=("model", "provider"), since=since, until=until)
@@ -73,12 +95,12 @@ def render() -> None:
     st.subheader("Recent failed calls")
     recent = data.run("recent_failures", scope, limit=50, since=since, until=until)
     if recent.is_empty():
-        st.caption("None.")
+        st.success("No failed calls in this range.", icon="✅")
         return
     recent = recent.with_columns(
         pl.struct("session_id", "call_index")
         .map_elements(
-            lambda r: f"/replay?session={quote(r['session_id'])}&step=1" if r["session_id"] else None,
+            lambda r: data.link("replay", session=r["session_id"], step=1) if r["session_id"] else None,
             return_dtype=pl.String,
         )
         .alias("replay")
