@@ -1,4 +1,5 @@
-"""The embedded ledger: one SQLite file in WAL mode (default ``<data dir>/ledger/ledger.sqlite3``).
+"""The embedded ledger: one SQLite file in WAL mode (the gateway's default: ``ledger.sqlite3`` beside
+the traces directory, i.e. ``codexgate-data/ledger.sqlite3``).
 
 All SQLite work runs in ONE dedicated worker thread that owns the connection; the async methods
 hand it work and await the result, so mitmproxy's event loop never blocks on the file. Every
