@@ -26,6 +26,7 @@ from addons.guardrails import Guardrails  # noqa: E402
 from addons.identity import Identity  # noqa: E402
 from addons.intake import Intake  # noqa: E402
 from addons.limits import Limits  # noqa: E402
+from addons.looplag import LoopLag  # noqa: E402
 from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.privacy import Privacy  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
@@ -55,6 +56,7 @@ _tracing = Tracing(Privacy(_guard))
 
 addons = [
     Pipeline(),
+    LoopLag(),
     ClientLimits(),
     Intake(_hosts),
     Identity(_vault),
