@@ -1,14 +1,15 @@
-"""Latency the gateway adds, side by side in one run: direct to the simulated provider,
-through mitmdump with a no-op addon, and through the gateway (all on loopback).
+"""What the gateway adds on real Codex-sized traffic, side by side in one run: direct to the
+simulated provider, through mitmdump with a no-op addon, and through the gateway.
 
-Prints p50/p99 of request latency (small non-streaming Responses call) and of SSE
-time-to-first-byte (streaming Responses call) at 1 and 16 concurrent connections, the
-latency each proxy adds over direct, and the gateway/no-op ratio of added latency.
+Bodies are Codex-shaped: a ~17 KB developer message (Codex's base instructions) plus history
+items (messages, reasoning with encrypted content, function calls and outputs) up to 40 KB or
+200 KB, and every worker is one growing Codex session (``session-id``, ``x-codex-turn-metadata``;
+each call resends the history plus one new exchange). 1 and 16 connections, streaming and not.
+Targets run in interleaved rounds (A, B, C, A, B, C, …) so machine drift hits all alike; each
+figure is the median over rounds of that round's percentile. The gateway's loop-lag probe
+(``codexgate_looplag_file``) reports the longest event-loop stall, start-up included.
 
-    .venv/bin/python bench/gateway_bench.py [--requests 400] [--rounds 5]
-
-Targets are measured in interleaved rounds (A, B, C, A, B, C, ...) so machine drift hits
-all of them alike; figures are medians over rounds of each round's percentile.
+    .venv/bin/python bench/gateway_bench.py [--requests 200] [--rounds 3] [--sizes 40,200]
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -30,12 +30,33 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codexgate.cli import launch  # noqa: E402
 from codexgate.cli.demo_setup import create_demo_vault  # noqa: E402
-from codexgate.cli.launch import free_port, wait_port  # noqa: E402
 
-MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
-BODY = json.dumps({"model": "gpt-5-codex", "input": "benchmark: say hi", "stream": False}).encode()
-STREAM_BODY = json.dumps({"model": "gpt-5-codex", "input": "benchmark: say hi", "stream": True}).encode()
+INSTRUCTIONS = ("You are Codex, a coding agent. Follow the repository's conventions. " * 260)[:17_000]
+
+
+def history_item(i: int) -> list[dict]:
+    call_id = f"call_{i:04d}"
+    return [
+        {"type": "reasoning", "id": f"rs_{i}", "summary": [], "encrypted_content": "gAAAAB" + "x" * 600},
+        {"type": "function_call", "id": f"fc_{i}", "call_id": call_id, "name": "exec_command",
+         "arguments": json.dumps({"cmd": f"sed -n {i},{i + 40}p src/module_{i % 7}.py"})},
+        {"type": "function_call_output", "call_id": call_id, "output": f"line {i}: " + "def f(x):\n    return x\n" * 60},
+    ]
+
+
+def codex_body(size_kb: int, extra_turns: int, stream: bool) -> bytes:
+    items: list[dict] = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": INSTRUCTIONS}]},
+                         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix the failing test"}]}]
+    i = 0
+    while len(json.dumps(items)) < size_kb * 1024:
+        items += history_item(i)
+        i += 1
+    for j in range(extra_turns):
+        items += history_item(10_000 + j)
+    return json.dumps({"model": "gpt-5-codex", "input": items, "stream": stream, "store": False,
+                       "tools": [], "tool_choice": "auto", "parallel_tool_calls": False}).encode()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,20 +64,30 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def run_batch(url: str, headers: dict[str, str], n: int, conc: int, stream: bool) -> list[float]:
-    """Latency (ms) of n calls at the given concurrency; for streams, time to first body byte."""
+async def run_batch(url: str, key: str, n: int, conc: int, stream: bool, size_kb: int) -> tuple[list[float], float]:
+    """Latency (ms) of n calls at the given concurrency (streams: time to first body byte),
+    and the throughput (calls/s). Each worker is one growing Codex session."""
     out: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-    connector = aiohttp.TCPConnector(limit=conc, force_close=False)
+    counter = iter(range(n))
+    bodies = [codex_body(size_kb, k % 8, stream) for k in range(8)]  # the session grows, then wraps
+    connector = aiohttp.TCPConnector(limit=conc)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
+            sid = str(uuid.uuid4())
+            turn = 0
+            for _ in counter:
+                headers = {
+                    "authorization": f"Bearer {key}",
+                    "content-type": "application/json",
+                    "session-id": sid,
+                    "originator": "codex_exec",
+                    "x-codex-turn-metadata": json.dumps({"session_id": sid, "turn_id": f"t{turn}"}),
+                }
+                body = bodies[turn % len(bodies)]
+                turn += 1
                 t0 = time.perf_counter()
-                async with session.post(url, data=STREAM_BODY if stream else BODY, headers=headers) as resp:
+                async with session.post(url, data=body, headers=headers) as resp:
                     if stream:
                         await resp.content.readany()
                         out.append((time.perf_counter() - t0) * 1000)
@@ -65,162 +96,89 @@ async def run_batch(url: str, headers: dict[str, str], n: int, conc: int, stream
                         await resp.read()
                         out.append((time.perf_counter() - t0) * 1000)
                     if resp.status != 200:
-                        raise RuntimeError(f"{url}: HTTP {resp.status}")
+                        raise RuntimeError(f"{url}: HTTP {resp.status}: {(await resp.read())[:200]!r}")
 
+        t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(conc)))
-    return out
+    return out, n / (time.perf_counter() - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=400, help="calls per target per round and concurrency")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=200, help="calls per target, round, size and concurrency")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sizes", default="40,200", help="body sizes in KB")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="codexgate-bench-"))
-    openai_key, anthropic_key = secrets.token_hex(16), secrets.token_hex(16)
-    procs: list[subprocess.Popen] = []
+    keys = {"SIM_OPENAI_KEY": secrets.token_hex(16), "SIM_ANTHROPIC_KEY": secrets.token_hex(16)}
+    procs = []
+    lag_file = tmp / "looplag.csv"
     try:
-        sim_port = free_port()
-        env = {**os.environ, "SIM_OPENAI_KEY": openai_key, "SIM_ANTHROPIC_KEY": anthropic_key}
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "codexgate.simprovider",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(sim_port),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                cwd=ROOT,
-            )
-        )
-        wait_port(sim_port)
+        sim_port, noop_port, gw_port = launch.free_ports(3)
+        procs.append(launch.start_sim_process(sim_port, keys))
         sim_url = f"http://127.0.0.1:{sim_port}"
-        demo = create_demo_vault(tmp, sim_url, openai_key, anthropic_key)
-        noop_port, gw_port = free_port(), free_port()
-        common = [
-            "-q",
-            "--listen-host",
-            "127.0.0.1",
-            "--set",
-            "connection_strategy=lazy",
-            "--set",
-            f"confdir={tmp}/conf",
-        ]
-        procs.append(
-            subprocess.Popen(
-                [
-                    MITMDUMP,
-                    *common,
-                    "-s",
-                    str(ROOT / "bench" / "noop_addon.py"),
-                    "--mode",
-                    f"reverse:{sim_url}@{noop_port}",
-                ]
-            )
+        demo = create_demo_vault(tmp, sim_url, keys["SIM_OPENAI_KEY"], keys["SIM_ANTHROPIC_KEY"])
+        common = {"connection_strategy": "lazy", "confdir": f"{tmp}/conf"}
+        noop_cmd = [launch.MITMDUMP, "-q", "-s", str(ROOT / "bench" / "noop_addon.py"), "--listen-host", "127.0.0.1",
+                    "--mode", f"reverse:{sim_url}@{noop_port}", "--set", f"confdir={tmp}/conf"]
+        import subprocess  # noqa: PLC0415 - only for the baseline, which the launcher does not start
+
+        noop = subprocess.Popen(noop_cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL)
+        procs.append(noop)
+        gw = launch.start_gateway_process(
+            {**common, "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
+             "codexgate_traces": f"{tmp}/traces", "codexgate_looplag_file": str(lag_file)},
+            tmp / "gateway.log", port=gw_port, reverse_target=sim_url, quiet=True,
         )
-        procs.append(
-            subprocess.Popen(
-                [
-                    MITMDUMP,
-                    *common,
-                    "-s",
-                    str(ROOT / "addons" / "gateway.py"),
-                    "--mode",
-                    f"reverse:{sim_url}@{gw_port}",
-                    "--set",
-                    f"codexgate_vault={demo.path}",
-                    "--set",
-                    f"codexgate_vault_key_file={demo.key_file}",
-                    "--set",
-                    f"codexgate_traces={tmp}/traces",
-                ]
-            )
-        )
-        relayless_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    MITMDUMP,
-                    *common,
-                    "-s",
-                    str(ROOT / "addons" / "gateway.py"),
-                    "--mode",
-                    f"reverse:{sim_url}@{relayless_port}",
-                    "--set",
-                    f"codexgate_vault={demo.path}",
-                    "--set",
-                    f"codexgate_vault_key_file={demo.key_file}",
-                    "--set",
-                    f"codexgate_traces={tmp}/traces2",
-                    "--set",
-                    "codexgate_drain_seconds=0",
-                ]
-            )
-        )
-        wait_port(noop_port)
-        wait_port(gw_port)
-        wait_port(relayless_port)
+        procs.append(gw)
+        launch.wait_port(noop_port, proc=noop)
         targets = {
-            "direct": (f"{sim_url}/v1/responses", {"authorization": f"Bearer {openai_key}"}),
-            "mitmdump no-op": (
-                f"http://127.0.0.1:{noop_port}/v1/responses",
-                {"authorization": f"Bearer {openai_key}"},
-            ),
-            "gateway": (
-                f"http://127.0.0.1:{gw_port}/v1/responses",
-                {"authorization": f"Bearer {demo.developer_key}"},
-            ),
-            "gateway, no relay": (
-                f"http://127.0.0.1:{relayless_port}/v1/responses",
-                {"authorization": f"Bearer {demo.developer_key}"},
-            ),
+            "direct": (f"{sim_url}/v1/responses", keys["SIM_OPENAI_KEY"]),
+            "mitmdump no-op": (f"http://127.0.0.1:{noop_port}/v1/responses", keys["SIM_OPENAI_KEY"]),
+            "gateway": (f"http://127.0.0.1:{gw_port}/v1/responses", demo.developer_key),
         }
-        for url, headers in targets.values():  # warm-up
-            asyncio.run(run_batch(url, headers, 50, 4, False))
-        results: dict[tuple[str, int, bool], list[tuple[float, float]]] = {}
+        for url, key in targets.values():  # warm-up
+            asyncio.run(run_batch(url, key, 20, 4, False, sizes[0]))
+        results: dict[tuple, list[tuple[float, float, float]]] = {}
         for _ in range(args.rounds):
-            for conc in (1, 16):
-                for stream in (False, True):
-                    for name, (url, headers) in targets.items():
-                        lat = asyncio.run(run_batch(url, headers, args.requests, conc, stream))
-                        results.setdefault((name, conc, stream), []).append((pct(lat, 0.5), pct(lat, 0.99)))
+            for size in sizes:
+                for conc in (1, 16):
+                    for stream in (False, True):
+                        for name, (url, key) in targets.items():
+                            lat, rps = asyncio.run(run_batch(url, key, args.requests, conc, stream, size))
+                            results.setdefault((name, size, conc, stream), []).append(
+                                (pct(lat, 0.5), pct(lat, 0.99), rps)
+                            )
 
-        def med(name: str, conc: int, stream: bool, i: int) -> float:
-            return statistics.median(r[i] for r in results[(name, conc, stream)])
+        def med(name: str, size: int, conc: int, stream: bool, i: int) -> float:
+            return statistics.median(r[i] for r in results[(name, size, conc, stream)])
 
-        print(f"requests per target per round: {args.requests}, rounds: {args.rounds} (medians over rounds)")
-        for stream in (False, True):
-            what = "SSE time to first byte" if stream else "request latency (non-streaming)"
-            print(f"\n== {what} ==")
-            print(
-                f"{'conc':>4}  {'target':<18} {'p50 ms':>8} {'p99 ms':>8} {'p50 added':>10} {'p99 added':>10}"
-            )
-            for conc in (1, 16):
-                d50, d99 = med("direct", conc, stream, 0), med("direct", conc, stream, 1)
-                added = {}
-                for name in targets:
-                    p50, p99 = med(name, conc, stream, 0), med(name, conc, stream, 1)
-                    added[name] = (p50 - d50, p99 - d99)
-                    print(f"{conc:>4}  {name:<18} {p50:8.2f} {p99:8.2f} {p50 - d50:10.2f} {p99 - d99:10.2f}")
-                n50 = added["mitmdump no-op"][0]
-                for gw_name in ("gateway", "gateway, no relay"):
-                    g50 = added[gw_name][0]
-                    ratio = g50 / n50 if n50 > 0 else float("nan")
-                    print(f"      {gw_name}: added p50 = {ratio:.2f}x the no-op's, {g50:.2f} ms over direct")
+        print(f"calls per target, round, size and concurrency: {args.requests}; rounds: {args.rounds}; medians over rounds")
+        for size in sizes:
+            for stream in (False, True):
+                what = "SSE time to first byte" if stream else "non-streaming latency"
+                print(f"\n== {size} KB bodies, {what} ==")
+                print(f"{'conc':>4}  {'target':<15} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'+p50':>7} {'+p99':>7}")
+                for conc in (1, 16):
+                    d50, d99 = med("direct", size, conc, stream, 0), med("direct", size, conc, stream, 1)
+                    for name in targets:
+                        p50, p99, rps = (med(name, size, conc, stream, i) for i in range(3))
+                        print(f"{conc:>4}  {name:<15} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}")
+                    n50, n99, nrps = (med("mitmdump no-op", size, conc, stream, i) for i in range(3))
+                    g50, g99, grps = (med("gateway", size, conc, stream, i) for i in range(3))
+                    r50 = (g50 - d50) / (n50 - d50) if n50 > d50 else float("nan")
+                    r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
+                    print(f"      gateway / no-op: added p50 {r50:.2f}x, added p99 {r99:.2f}x, throughput {grps / nrps:.2f}x")
+        lags = [line.split(",") for line in lag_file.read_text().splitlines() if line]
+        if lags:
+            first = max(float(m) for t, m in lags if float(t) <= 10)
+            print(f"\ngateway event loop: longest stall {max(float(m) for _, m in lags):.1f} ms over {len(lags)} s "
+                  f"(first 10 s: {first:.1f} ms); seconds with a stall over 5 ms: {sum(float(m) > 5 for _, m in lags)}")
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            launch.stop(p)
 
 
 if __name__ == "__main__":
