@@ -67,6 +67,14 @@ def refuse_on_error(flow: http.HTTPFlow, where: str, exc: BaseException) -> None
     flow.response = error_response(state.request.shape.family, 500, GATEWAY_ERROR, message)
 
 
+def _on_error(where: str, args: tuple[Any, ...], exc: Exception) -> None:
+    flow = _flow_of(args)
+    if flow is None:
+        log.error("codexgate: internal error in %s (%s)", where, type(exc).__name__)
+    else:
+        refuse_on_error(flow, where, exc)
+
+
 def failsafe(func: F) -> F:
     """Decorator for an addon hook (sync or async): any exception fails the call closed."""
     where = func.__qualname__
@@ -78,11 +86,7 @@ def failsafe(func: F) -> F:
             try:
                 return await func(*args, **kwargs)
             except Exception as exc:
-                flow = _flow_of(args)
-                if flow is None:
-                    log.error("codexgate: internal error in %s (%s)", where, type(exc).__name__)
-                    return None
-                refuse_on_error(flow, where, exc)
+                _on_error(where, args, exc)
                 return None
 
         return async_wrapper  # type: ignore[return-value]
@@ -92,11 +96,7 @@ def failsafe(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            flow = _flow_of(args)
-            if flow is None:
-                log.error("codexgate: internal error in %s (%s)", where, type(exc).__name__)
-                return None
-            refuse_on_error(flow, where, exc)
+            _on_error(where, args, exc)
             return None
 
     return wrapper  # type: ignore[return-value]

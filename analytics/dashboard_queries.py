@@ -6,24 +6,14 @@ travel as ``?`` parameters, the time bucket comes from ``queries.BUCKET_EXPRESSI
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import polars as pl
 
 from analytics.access import ALL, ViewerScope, scope_where
 from analytics.db import TraceStore
 from analytics.queries import BUCKET_EXPRESSIONS
-
-TimeArg = datetime | date | None
-
-
-def as_utc(value: TimeArg) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
+from codexgate.core.timeutil import as_utc
 
 OUTCOMES_OVER_TIME_SQL = """
 SELECT {bucket} AS bucket,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from codexgate.core import schema
+from codexgate.core.timeutil import as_utc
 
 
 class TracesNotFound(Exception):
@@ -60,14 +61,6 @@ def duckdb_type(typ: pa.DataType) -> str:
     raise TypeError(f"no DuckDB type for {typ}")
 
 
-def _as_utc(value: datetime | date | None) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _partition_date(path: Path) -> date | None:
@@ -121,8 +114,8 @@ class TraceStore:
         rows are then removed by the time filter) and returns an empty, well-typed result.
         """
         every = self.files()
-        lo = _as_utc(since)
-        hi = _as_utc(until)
+        lo = as_utc(since)
+        hi = as_utc(until)
         first = lo.date() if lo else None
         last = (hi - timedelta(microseconds=1)).date() if hi else None
         chosen = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -23,6 +23,7 @@ import polars as pl
 from analytics.access import ALL, ViewerScope, scope_where
 from analytics.budgets import Budget, period_bounds
 from analytics.db import TraceStore
+from codexgate.core.timeutil import TimeArg, as_utc
 from codexgate.wire import Outcome
 
 # dimension name -> column (or expression over columns)
@@ -290,15 +291,6 @@ ORDER BY 1
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 
-TimeArg = datetime | date | None
-
-
-def _utc(value: TimeArg) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -358,7 +350,7 @@ def _run(
     tail_params: Sequence[Any] = (),
     fill: dict[str, str] | None = None,
 ) -> pl.DataFrame:
-    lo, hi = _utc(since), _utc(until)
+    lo, hi = as_utc(since), as_utc(until)
     dims = _dims(by, bucket)
     where, where_params = scope_where(scope, lo, hi)
     dims_order = ", ".join(f"{n} NULLS LAST" for n in dims.names)
@@ -487,7 +479,7 @@ def top_sessions(
         raise ValueError(f"order_by must be one of {tuple(SESSION_ORDERS)}, not {order_by!r}")
     if limit < 1:
         raise ValueError("limit must be >= 1")
-    lo, hi = _utc(since), _utc(until)
+    lo, hi = as_utc(since), as_utc(until)
     where, where_params = scope_where(scope, lo, hi)
     rank_metric, order = SESSION_ORDERS[order_by]
     sql = TOP_SESSIONS_SQL.format(
@@ -555,7 +547,7 @@ def budget_status(
     (USD/hour since the period began) and the projected exhaustion time at that rate — NULL when the
     budget is not on track to run out before the period ends; for an exhausted budget, the time
     its running spend crossed the amount. Team budgets outside ``scope`` are left out."""
-    now = _utc(now) or datetime.now(UTC)
+    now = as_utc(now) or datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for budget in budgets:
         if budget.scope_kind == "team" and not _team_in_scope(budget, scope):

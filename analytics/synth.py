@@ -40,6 +40,7 @@ from tqdm import tqdm
 from codexgate.core import pricing, schema
 from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION
 from codexgate.core.pricing import Usage as PriceUsage
+from codexgate.core.timeutil import as_utc
 
 CODEX_VERSION = "0.171.0"
 
@@ -1189,8 +1190,6 @@ def _default_start(days: int) -> datetime:
     return hour - timedelta(days=days)
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _tables(
@@ -1206,7 +1205,7 @@ def _tables(
         raise ValueError("give n_calls or n_sessions")
     if days < 1:
         raise ValueError("days must be >= 1")
-    start = _as_utc(start)
+    start = as_utc(start)
     calls_left = n_calls if n_calls is not None else None
     sessions_left = n_sessions if n_sessions is not None else None
     batch_no = 0
@@ -1334,7 +1333,7 @@ def write_dataset(
         raise ValueError("rows_per_file must be >= 1")
     traces_dir = Path(traces_dir)
     traces_dir.mkdir(parents=True, exist_ok=True)
-    start = _as_utc(start) if start is not None else _default_start(days)
+    start = as_utc(start) if start is not None else _default_start(days)
     bar = _Progress(n_calls, progress)
     written = 0
     part = 0
