@@ -72,7 +72,7 @@ class KnownValues:
     """The values a call's findings matched, in this process's memory only, for one purpose: to
     mask them (by plain replacement with their session placeholders) in what the trace row
     stores, without scanning big texts again on the event loop. Never logged or serialised
-    (``repr`` hides them); dropped with the flow."""
+    (``repr`` hides them; a copied or saved flow gets an empty holder); dropped with the flow."""
 
     def __init__(self) -> None:
         self._values: dict[str, str] = {}  # value -> entity
@@ -81,8 +81,8 @@ class KnownValues:
     def __repr__(self) -> str:
         return f"KnownValues({len(self._values)} hidden)"
 
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("KnownValues is never serialised")
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy or a saved flow gets an empty holder, never values
+        return (KnownValues, ())
 
     def add(self, value: str, entity: str) -> None:
         if len(value) >= 4:  # shorter spans would mask ordinary text
