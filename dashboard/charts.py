@@ -147,7 +147,9 @@ def hbars(
             f"{value}:Q",
             title=value_title,
             axis=alt.Axis(
-                format=axis_format, tickCount=4, tickMinStep=1 if axis_format == fmt.AXIS_COUNT else None
+                format=axis_format,
+                tickCount=4,
+                **({"tickMinStep": 1} if axis_format == fmt.AXIS_COUNT else {}),
             ),
             scale=alt.Scale(domain=[0, top * 1.25]),
         ),

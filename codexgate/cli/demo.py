@@ -40,7 +40,7 @@ from pathlib import Path
 
 from codexgate.cli import CliError
 from codexgate.cli.demo_setup import DemoVault, create_demo_vault
-from codexgate.core.vault import Vault, VaultError
+from codexgate.core.vault import Team, Vault, VaultError
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_SCRIPT = ROOT / "addons" / "gateway.py"
@@ -114,6 +114,10 @@ def _prepare_vault(data: Path, sim_url: str) -> tuple[DemoVault, str, str]:
         vault = demo.load()  # team budgets, so Attribution and Overview show a burn-down
         for path, amount in (("acme/platform", 2.0), ("acme/mobile", 0.5)):
             vault.teams[path].budget_usd, vault.teams[path].budget_period = amount, "day"
+        # a team whose daily budget is a fraction of a cent: its calls meet the budget refusal
+        vault.teams["acme/interns"] = Team(org="acme", name="interns", budget_usd=0.0005, budget_period="day")
+        entry, plain = vault.create_key(org="acme", team="interns", project="codexgate", developer="dave")
+        demo.keys["dave"], demo.key_ids["dave"] = plain, entry.key_id
         demo.save(vault)
         keys_file.write_text(json.dumps({"keys": demo.keys, "key_ids": demo.key_ids}))
         keys_file.chmod(0o600)
@@ -337,6 +341,11 @@ def other_traffic(gateway_url: str, demo: DemoVault) -> dict[str, int]:
             gateway_url, keys["alice"], "gpt-5-codex", "Explain the diff", "status=429;retry_after=1"
         )
         out["alice: gpt-5-codex"] = _chat(gateway_url, keys["alice"], "gpt-5-codex", "Explain the diff")
+    if "dave" in keys:  # a team budget of $0.0005/day: the limits step refuses (budget_exceeded)
+        for i in range(3):
+            out[f"dave: gpt-5-codex #{i + 1} (team acme/interns: $0.0005/day budget)"] = _chat(
+                gateway_url, keys["dave"], "gpt-5-codex", "Refactor the whole monorepo " * 40
+            )
     out["unknown key"] = _chat(gateway_url, "cgk_demo0000.not-a-real-key", "gpt-5-codex", "hello")
     return out
 

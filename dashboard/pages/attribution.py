@@ -3,7 +3,6 @@ exhaustion time (budgets from the vault, when one is configured)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,24 +12,17 @@ import streamlit as st
 
 from analytics import queries
 from analytics.access import ViewerScope
-from analytics.budgets import Budget, budgets_from_vault
-from dashboard import auth, data
+from analytics.budgets import Budget
+from dashboard import auth, charts, data
+from dashboard import format as fmt
 
 DIMENSIONS = {"Team": "team", "Org": "org", "Project": "project", "Developer": "developer", "Model": "model"}
 
 
 def vault_budgets() -> tuple[list[Budget], str | None]:
-    """Budgets configured in the vault, and why there are none (None when there are some)."""
-    if not os.environ.get("CODEXGATE_VAULT"):
-        return [], "No budgets are configured (set CODEXGATE_VAULT and its key to read them from the vault)."
-    try:
-        vault = auth.load_vault()
-        budgets = budgets_from_vault(vault) if vault is not None else []
-    except Exception as exc:  # unreadable vault: one line, not a traceback
-        return [], f"The vault cannot be read: {exc}"
-    if not budgets:
-        return [], "No budgets are configured in the vault."
-    return budgets, None
+    """Budgets of the data shown (the vault's for live traces, the label's for the synthetic history),
+    and why there are none (None when there are some)."""
+    return data.budgets()
 
 
 def spend_section(scope: ViewerScope, since: datetime, until: datetime) -> None:
@@ -50,17 +42,10 @@ def spend_section(scope: ViewerScope, since: datetime, until: datetime) -> None:
         st.info("No calls in this time range.")
         return
     frame = frame.with_columns(pl.col(dim).cast(pl.String).fill_null("(none)"))
-    chart = (
-        alt.Chart(frame.head(40))
-        .mark_bar()
-        .encode(
-            y=alt.Y(f"{dim}:N", sort="-x", title=label if label != "Tag" else dim),
-            x=alt.X("cost_usd:Q", title="spend (USD)"),
-            tooltip=[dim, "cost_usd", "requests", "input_tokens", "output_tokens", "unpriced_requests"],
-        )
-        .properties(height=max(160, 22 * min(frame.height, 40)))
-    )
-    st.altair_chart(chart, width="stretch")
+    title = label if label != "Tag" else dim
+    charts.show(charts.hbars(frame, dim, "cost_usd", "spend (USD)", fmt.AXIS_USD, fmt.money, limit=40))
+    if frame.height > 40:
+        st.caption(f"Top 40 of {fmt.count(frame.height)} by spend; the table has them all.")
     st.dataframe(
         frame.select(
             dim,
@@ -74,7 +59,16 @@ def spend_section(scope: ViewerScope, since: datetime, until: datetime) -> None:
         ),
         hide_index=True,
         width="stretch",
-        column_config={"cost_usd": st.column_config.NumberColumn("spend", format="$%.4f")},
+        column_config={
+            dim: st.column_config.TextColumn(title),
+            "cost_usd": st.column_config.NumberColumn("spend (USD)", format="$%.4f"),
+            "requests": st.column_config.NumberColumn("calls", format="localized"),
+            "input_tokens": st.column_config.NumberColumn("input tokens", format="localized"),
+            "cached_tokens": st.column_config.NumberColumn("cached tokens", format="localized"),
+            "output_tokens": st.column_config.NumberColumn("output tokens", format="localized"),
+            "reasoning_tokens": st.column_config.NumberColumn("reasoning tokens", format="localized"),
+            "unpriced_requests": st.column_config.NumberColumn("unpriced calls", format="localized"),
+        },
     )
 
 
@@ -100,7 +94,12 @@ def burn_down(budget_row: dict[str, Any], scope: ViewerScope) -> alt.LayerChart 
     if mine.is_empty():
         return None
     line = (
-        alt.Chart(mine).mark_line().encode(x=alt.X("bucket:T", title=None), y=alt.Y("spent:Q", title="USD"))
+        alt.Chart(mine)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("bucket:T", title=None),
+            y=alt.Y("spent:Q", title="spent (USD)", axis=alt.Axis(format=fmt.AXIS_USD)),
+        )
     )
     limit = alt.Chart(pl.DataFrame({"amount": [budget_row["amount_usd"]]})).mark_rule(
         color="red", strokeDash=[4, 4]
@@ -129,21 +128,23 @@ def budget_section(scope: ViewerScope) -> None:
         st.info("No budget applies to what you can see.")
         return
     for row in status.iter_rows(named=True):
-        label = f"{row['scope_kind']} budget **{row['name']}** · {row['period']} · ${row['amount_usd']:,.2f}"
+        label = (
+            f"{row['scope_kind']} budget **{row['name']}** · {row['period']} · {fmt.money(row['amount_usd'])}"
+        )
         st.markdown(label)
         st.progress(
             min(1.0, max(0.0, row["used_fraction"])),
-            text=f"${row['spent_usd']:,.2f} spent ({row['used_fraction']:.0%})",
+            text=f"{fmt.money(row['spent_usd'])} spent ({fmt.percent(row['used_fraction'], 0)})",
         )
         if row["status"] == "exhausted":
             st.error(f"Exhausted at {row['projected_exhaustion']:%Y-%m-%d %H:%M} UTC.")
         elif row["status"] == "at_risk":
             st.warning(
-                f"At ${row['burn_usd_per_hour']:,.2f}/h it runs out at {row['projected_exhaustion']:%Y-%m-%d %H:%M} UTC, "
+                f"At {fmt.money(row['burn_usd_per_hour'])}/h it runs out at {row['projected_exhaustion']:%Y-%m-%d %H:%M} UTC, "
                 f"before the period ends ({row['period_end']:%Y-%m-%d})."
             )
         else:
-            st.caption(f"On track (${row['burn_usd_per_hour']:,.3f}/h).")
+            st.caption(f"On track ({fmt.money(row['burn_usd_per_hour'])}/h).")
         chart = burn_down(row, scope)
         if chart is not None:
             st.altair_chart(chart, width="stretch")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import polars as pl
 import streamlit as st
 
@@ -14,7 +12,8 @@ ORDERS["Most guardrail hits"] = "guardrails"
 
 
 def replay_link(session_id: str, step: int = 1) -> str:
-    return f"/replay?session={quote(session_id)}&step={step}"
+    """``/replay?session=…&step=…`` (plus ``&data=synthetic`` when the synthetic history is shown)."""
+    return data.link("replay", session=session_id, step=step)
 
 
 def render() -> None:
@@ -62,16 +61,18 @@ def render() -> None:
         width="stretch",
         column_config={
             "replay": st.column_config.LinkColumn("Replay", display_text="▶ replay"),
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
-            "duration_s": st.column_config.NumberColumn("duration", format="%.0f s"),
+            "cost_usd": st.column_config.NumberColumn("cost (USD)", format="$%.4f"),
+            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+            "calls": st.column_config.NumberColumn("calls", format="localized"),
             "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
         },
     )
     chosen = st.selectbox("Open a session", frame["session_id"].to_list(), key="session_pick")
     if chosen and st.button("Open in Replay", type="primary", key="session_open"):
-        st.query_params.update({"session": chosen, "step": "1"})
+        params = {"session": chosen, "step": "1", **data.source_params()}
+        st.query_params.update(params)
         try:
-            st.switch_page("pages/replay.py", query_params={"session": chosen, "step": "1"})
+            st.switch_page("pages/replay.py", query_params=params)
         except Exception:  # standalone page (no navigation): show the link instead
             st.markdown(f"[Open the replay of {chosen}]({replay_link(chosen)})")
 
