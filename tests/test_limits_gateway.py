@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from codexgate.core.vault import Vault
@@ -93,6 +94,24 @@ def test_budget_holds_under_50_concurrent_streams(gw: Gateway, vault: DemoVault,
     assert total <= budget + max(r["cost_usd"] for r in ok_rows) + 1e-12
     (status,) = wait_settled(vault, k.key_id, ledger_of(gw))
     assert status.spent_usd == pytest.approx(total, rel=1e-9, abs=1e-12)
+    # past the soft threshold (80 %) calls are served with a warn decision in their row
+    warned = [r for r in ok_rows if any(d["decision"] == "warn" for d in r["policy_decisions"])]
+    assert warned and all(f"key:{k.key_id} at" in d["reason"] for r in warned for d in r["policy_decisions"]
+                          if d["decision"] == "warn")
+
+
+def test_a_stream_the_client_left_settles_with_its_real_cost(gw: Gateway, vault: DemoVault) -> None:
+    k = add_key(vault, "abort", "lena", lambda kid: {f"key:{kid}": {"budget_usd": 1.0, "period": "day"}})
+    body = {"model": "gpt-5-codex", "input": "leave early", "stream": True, "max_output_tokens": MAX_OUT}
+    headers = {"authorization": f"Bearer {k.plain}", "x-sim-fault": "chunk_delay_ms=300"}
+    with httpx.stream("POST", f"{gw.base_url}/v1/responses", json=body, headers=headers, timeout=30, trust_env=False) as r:
+        assert r.status_code == 200
+        assert r.headers["x-codex-primary-window-minutes"] == "1440"  # Codex's usage headers on a 200
+        next(r.iter_raw())  # the first event, then hang up
+    (row,) = key_rows([gw.traces], k.key_id, 1)
+    assert row["outcome"] == "client_aborted" and row["cost_usd"] > 0  # the relay drained the usage
+    (status,) = wait_settled(vault, k.key_id, ledger_of(gw))
+    assert status.concurrent == 0 and status.spent_usd == pytest.approx(row["cost_usd"], rel=1e-9)
 
 
 def test_rpm_holds_with_exact_retry_after_and_other_team_unaffected(gw: Gateway, vault: DemoVault) -> None:
