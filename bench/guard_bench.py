@@ -242,6 +242,7 @@ def gateway_main(args: argparse.Namespace) -> None:
     session = build_session(args.calls, args.target_kb)
     final_kb = (len(session[-1][0]) + len(json.dumps(session[-1][1]))) / 1024
     procs = []
+    lag_files: dict[str, Path] = {}
     with SimProvider() as sim:
         try:
             targets: dict[str, tuple[str, dict[str, str]]] = {
@@ -258,11 +259,15 @@ def gateway_main(args: argparse.Namespace) -> None:
                 port = free_port()
                 options = {"connection_strategy": "lazy", "confdir": str(folder / "conf"),
                            "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
-                           "codexgate_traces": str(folder / "traces")}
+                           "codexgate_traces": str(folder / "traces"),
+                           "codexgate_looplag_file": str(folder / "looplag.csv")}
+                lag_files[name] = folder / "looplag.csv"
                 procs.append(start_gateway_process(options, folder / "gw.log", port=port, quiet=True))
                 targets[name] = (f"http://127.0.0.1:{port}/v1/responses",
                                  {"authorization": f"Bearer {demo.keys['alice']}"})
             results: dict[str, list[list[float]]] = {n: [] for n in targets}
+            time.sleep(2.0)
+            started = {n: _lag_rows(f) for n, f in lag_files.items()}  # start-up seconds are not the replay's
             for rnd in range(args.rounds):
                 for name, (url, headers) in targets.items():
                     sid = f"bench-{rnd}-{pysecrets.token_hex(4)}"
@@ -282,6 +287,19 @@ def gateway_main(args: argparse.Namespace) -> None:
         vals = {n: stat(n, f) for n in targets}
         print(f"{label:<16}" + "".join(f"{vals[n]:>18.1f}" for n in targets)
               + f"{vals['guardrails on'] - vals['guardrails off']:>12.1f}")
+    print("\nevent-loop stall during the replay (longest per second, ms; codexgate_looplag_file):")
+    for name, path in lag_files.items():
+        stalls = [v for _, v in _lag_rows(path)[len(started[name]):]]
+        if stalls:
+            print(f"  {name:<16} p50 {_pct(stalls, 0.5):6.1f}  p95 {_pct(stalls, 0.95):6.1f}  max {max(stalls):6.1f}"
+                  f"  ({len(stalls)} s)")
+
+
+def _lag_rows(path) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
+    try:
+        return [(float(a), float(b)) for a, b in (ln.split(",") for ln in path.read_text().splitlines() if ln)]
+    except OSError:
+        return []
 
 
 if __name__ == "__main__":
