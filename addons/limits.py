@@ -131,11 +131,13 @@ class Limits:
         if state is None or flow.response is not None or state.verdict.refusal is not None:
             return
         key = state.verdict.identity
-        if key is None or state.verdict.provider is None:
-            return  # identity/scope refused it already (no allow from them: never forwarded)
-        if state.request.passthrough:
-            state.allow(NAME, "not a model call")
+        if key is None:
+            return  # identity refused it already (no allow from it: never forwarded)
+        if state.request.passthrough or not state.request.shape.is_model_call:
+            state.allow(NAME, "not a model call")  # e.g. GET /v1/models: nothing to bill or count
             return
+        if state.verdict.provider is None:
+            return  # scope refused it (no allow from scope: never forwarded)
         self._sync_vault()
         if self.engine is None:
             self._refuse(flow, state, 503, "limits_unavailable", f"codexgate: {self._open_error}; try again later.")

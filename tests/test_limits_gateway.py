@@ -235,3 +235,15 @@ def test_unreachable_redis_ledger_fails_closed(tmp_path: Path, vault: DemoVault)
         assert rows[0]["outcome"] == "refused" and rows[0]["attempt_count"] == 0  # never forwarded
     finally:
         g.stop()
+
+
+def test_model_listing_is_not_counted_against_limits(gw: Gateway, vault: DemoVault) -> None:
+    k = add_key(vault, "listing", "mick", lambda kid: {f"key:{kid}": {"rpm": 1, "budget_usd": 1e-6, "period": "day"}})
+    for _ in range(3):
+        r = httpx.get(f"{gw.base_url}/v1/models", headers={"authorization": f"Bearer {k.plain}"}, trust_env=False)
+        assert r.status_code == 200, r.text
+    rows = key_rows([gw.traces], k.key_id, 3)
+    assert all({"policy": "limits", "decision": "allow", "reason": "not a model call"} in r["policy_decisions"]
+               for r in rows)
+    (status,) = wait_settled(vault, k.key_id, ledger_of(gw))
+    assert status.requests_in_window == 0 and status.spent_usd == 0
