@@ -36,14 +36,16 @@ def add_key(
     team: str,
     developer: str,
     levels: Callable[[str], dict[str, dict[str, Any]]] | None = None,
+    **scope: Any,
 ) -> NewKey:
     """Create team ``acme/<team>`` (if new) and a key in it; ``levels(key_id)`` returns entries
-    to merge into the vault's limits section. Waits until the gateway has reloaded the vault."""
+    to merge into the vault's limits section; ``scope`` goes to ``create_key`` (providers, models…).
+    Waits until the gateway has reloaded the vault."""
     vault = Vault.load(demo.path, demo.secret)
     path = f"acme/{team}"
     if path not in vault.teams:
         vault.teams[path] = Team(org="acme", name=team)
-    entry, plain = vault.create_key(org="acme", team=team, project="codexgate", developer=developer)
+    entry, plain = vault.create_key(org="acme", team=team, project="codexgate", developer=developer, **scope)
     section = dict(vault.sections.get("limits") or {"version": 1})
     merged = dict(section.get("levels") or {})
     merged.update(levels(entry.key_id) if levels else {})
