@@ -110,8 +110,14 @@ def build_row(
     elif tool_calls and redacting:
         tool_calls = [{**c, "arguments": scrub(c.get("arguments"))} for c in tool_calls]
     codex = state.request.codex
-    private = mode != privacy.FULL  # client-supplied metadata is scrubbed like bodies
-    tags = [{"key": k, "value": scrub(v) if private else v} for k, v in sorted(state.request.tags.items())] or None
+    # Outside 'full' mode client-supplied metadata (tags, Codex turn metadata) is redacted whatever
+    # the mode: metrics_only keeps no bodies but still stores tags; without an engine, no values.
+    private = mode != privacy.FULL
+    if privacy_ is not None:
+        meta_scrub: Callable[[str | None], str | None] = lambda s: privacy_.redact(s, sid)  # noqa: E731
+    else:
+        meta_scrub = lambda s: None  # noqa: E731
+    tags = [{"key": k, "value": meta_scrub(v) if private else v} for k, v in sorted(state.request.tags.items())] or None
     attempts = [a.as_row() for a in state.upstream.attempts] or None
     providers_tried = [a.provider for a in state.upstream.attempts]
     return {
@@ -199,7 +205,7 @@ def build_row(
         "originator": codex.originator,
         "user_agent": codex.user_agent,
         "subagent": codex.subagent,
-        "codex_turn_metadata": cap(scrub(codex.turn_metadata) if private else codex.turn_metadata),
+        "codex_turn_metadata": cap(meta_scrub(codex.turn_metadata) if private else codex.turn_metadata),
         "call_index": state.request.delta.call_index if state.request.delta else None,
         "input_item_count": state.request.delta.item_count if state.request.delta else None,
         "new_input_start": state.request.delta.new_start if state.request.delta else None,
