@@ -140,7 +140,8 @@ class Limits:
             return  # scope refused it (no allow from scope: never forwarded)
         self._sync_vault()
         if self.engine is None:
-            self._refuse(flow, state, 503, "limits_unavailable", f"codexgate: {self._open_error}; try again later.")
+            # the reason (ledger path or host) is in the gateway's log, not in the client's answer
+            self._refuse(flow, state, 503, "limits_unavailable", "codexgate: the limits ledger is unavailable; try again later.")
             return
         provider = state.verdict.provider
         try:
