@@ -97,7 +97,7 @@ def burn_down(scope: ViewerScope) -> None:
     limit = alt.Chart().mark_rule(color="#c62828", strokeDash=[5, 4], size=2).encode(y="max(budget):Q")
     chart = (
         alt.layer(line, limit, data=frame)
-        .properties(height=130, width=260)
+        .properties(height=130, width=230)
         .facet(facet=alt.Facet("budget_title:N", title=None, header=alt.Header(labelFontSize=12)), columns=3)
         .resolve_scale(y="independent")
     )
