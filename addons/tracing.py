@@ -141,7 +141,7 @@ class Tracing:
         )
         if "text/event-stream" in flow.response.headers.get("content-type", ""):
             state.record.tap = self._make_tap(flow, state, flow.response.headers.get("content-encoding", ""))
-            flow.response.stream = state.record.tap
+            flow.response.stream = filtered(state.record.tap, state.record.stream_filters)
 
     @failsafe
     def response(self, flow: http.HTTPFlow) -> None:
@@ -156,7 +156,11 @@ class Tracing:
         if state.verdict.refusal is not None:
             state.upstream.status = resp.status_code
             state.upstream.response_headers = list(resp.headers.items(multi=True))
-            outcome = "gateway_error" if state.verdict.gateway_error or state.verdict.refusal.code == "gateway_error" else "refused"
+            outcome = (
+                "gateway_error"
+                if state.verdict.gateway_error or state.verdict.refusal.code == "gateway_error"
+                else "refused"
+            )
             self._write(flow, state, None, outcome=outcome, status_code=resp.status_code)
             return
         self._finish_json(flow, state, resp.get_content(strict=False) or b"", resp.status_code)
@@ -202,18 +206,7 @@ class Tracing:
                 tap_holder.append(state.record.tap)
             else:
                 tap_holder.append(BodyCollector(hdrs.get("content-encoding", "")))
-            tap = tap_holder[0]
-            filters = list(state.record.stream_filters)
-            if not filters:
-                return tap
-
-            def tap_then_filter(chunk: bytes) -> bytes:
-                data = tap(chunk)
-                for f in filters:
-                    data = f(data) if (data or not chunk) else data
-                return data
-
-            return tap_then_filter
+            return filtered(tap_holder[0], state.record.stream_filters)
 
         def on_end(error: str | None, client_gone: bool) -> None:
             if state.record.traced:
@@ -309,7 +302,9 @@ class Tracing:
             body = json.loads(content) if content else None
         except ValueError:
             body = None
-        result: Reassembled = from_json_body(state.request.shape.api, body if isinstance(body, dict) else None)
+        result: Reassembled = from_json_body(
+            state.request.shape.api, body if isinstance(body, dict) else None
+        )
         ok = status < 400 and not result.failed
         if state.upstream.last and not ok:
             state.upstream.last.failed(result.error_type or f"HTTP {status}")
@@ -332,7 +327,9 @@ class Tracing:
         try:
             row = build_row(flow, state, result, end=end, instance=instance, privacy_=self.privacy, **fields)  # type: ignore[arg-type]
         except Exception as exc:  # a row must exist even when building it fails: keep the essentials
-            log.error("codexgate: could not build a full trace row (%s); writing a minimal one", type(exc).__name__)
+            log.error(
+                "codexgate: could not build a full trace row (%s); writing a minimal one", type(exc).__name__
+            )
             row = minimal_row(state, end, instance, f"trace_row: {type(exc).__name__}", fields)
         if self.sink is not None:
             try:
@@ -344,6 +341,29 @@ class Tracing:
                 finish(row)
             except Exception as exc:  # one control's bookkeeping must not stop another's
                 log.error("codexgate: a finisher failed (%s)", type(exc).__name__)
+
+
+def filtered(
+    tap: Callable[[bytes], bytes], filters: list[Callable[[bytes], bytes]]
+) -> Callable[[bytes], bytes]:
+    """The chunk function of a call: stream filters first (they may hold, rewrite or end the
+    stream), then the tap, so the row records what the client got and is written only after
+    every filter saw the terminal event. ``b""`` at the end flushes the filters, then ends the tap."""
+    if not filters:
+        return tap
+    chain = list(filters)
+
+    def run(chunk: bytes) -> bytes:
+        data = chunk
+        for f in chain:
+            if data or not chunk:
+                data = f(data)
+        out = tap(data) if data else b""
+        if not chunk:
+            out = (out or b"") + (tap(b"") or b"")
+        return out
+
+    return run
 
 
 def _first_token(state: FlowState, at: datetime) -> None:

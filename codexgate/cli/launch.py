@@ -40,7 +40,7 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -53,7 +53,7 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def wait_gateway_ready(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_gateway_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     """Until the gateway's own addons answer (a keyless call gets its 401, marked with
     ``x-codexgate-error``)."""
     deadline = time.monotonic() + timeout
