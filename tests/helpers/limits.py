@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 
 from codexgate.core.vault import Team, Vault
@@ -97,7 +98,7 @@ def stream_call(base_url: str, key: str, text: str, max_output_tokens: int, **he
         except (ValueError, json.JSONDecodeError):
             body = {}
         return CallResult(False, exc.status_code, body, dict(exc.response.headers))
-    except openai.APIConnectionError:  # the gateway went away (e.g. killed by the test)
+    except (openai.APIConnectionError, httpx.HTTPError):  # the gateway went away (e.g. killed by the test)
         return CallResult(False)
     finally:
         client.close()
