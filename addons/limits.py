@@ -90,6 +90,16 @@ class Limits:
     def configure(self, updated: set[str]) -> None:
         if "codexgate_reservation_ttl" in updated:
             self.ttl = seconds("codexgate_reservation_ttl")
+            drain = getattr(ctx.options, "codexgate_drain_seconds", "0")
+            try:
+                if self.ttl <= float(drain):
+                    log.warning(
+                        "codexgate: codexgate_reservation_ttl (%.0f s) is not above codexgate_drain_seconds (%s s): "
+                        "a long stream's reservation may expire (its estimate charged) before it settles",
+                        self.ttl, drain,
+                    )
+            except ValueError:
+                pass  # the upstream step reports a bad drain value itself
         if self.engine is not None and {"codexgate_ledger", "codexgate_reservation_ttl"} & updated:
             raise exceptions.OptionsError("codexgate_ledger and codexgate_reservation_ttl cannot change while running.")
 
