@@ -287,6 +287,13 @@ def test_demo_dashboard_in_chromium(demo_data: tuple[Path, str], demo_dashboard:
         browser.send(
             "Emulation.setDeviceMetricsOverride", width=1440, height=1800, deviceScaleFactor=1, mobile=False
         )
+        for path in ("/", "/overview"):  # the root forwards to Overview's own URL; that URL opens it
+            browser.send("Page.navigate", url=demo_dashboard + path)
+            assert SIGN_IN_FORM in browser.wait_for(SIGN_IN_FORM, "Page not found")
+            deadline = time.monotonic() + 20
+            while not str(_evaluate(browser, "location.pathname")).endswith("/overview"):
+                assert time.monotonic() < deadline, _evaluate(browser, "location.href")
+                time.sleep(0.25)
         browser.send("Page.navigate", url=f"{demo_dashboard}/replay?session={quote(session)}&step=3")
         assert SIGN_IN_FORM in browser.wait_for(SIGN_IN_FORM)
         _evaluate(browser, "document.querySelector('input[type=password]').focus()")
