@@ -296,11 +296,12 @@ def _peak_rss_mb(calls: int, folder: Path) -> tuple[float, str]:
 
 @pytest.mark.timeout(1200)
 def test_memory_bounded_by_one_batch(tmp_path: Path) -> None:
-    small, _ = _peak_rss_mb(50_000, tmp_path / "s")
-    large, err = _peak_rss_mb(200_000, tmp_path / "l")
-    print(f"peak RSS: 50k calls {small:.0f} MB, 200k calls {large:.0f} MB")
-    assert large < small * 1.3 + 100, (small, large)  # 4x the calls, not 4x the memory
-    assert "wrote 200000 traces in" in err and "peak memory" in err and "\r" not in err  # no bar off a terminal
+    # both runs span several 10k-row batches; the suite's time budget keeps them small
+    small, _ = _peak_rss_mb(20_000, tmp_path / "s")
+    large, err = _peak_rss_mb(60_000, tmp_path / "l")
+    print(f"peak RSS: 20k calls {small:.0f} MB, 60k calls {large:.0f} MB")
+    assert large < small * 1.3 + 100, (small, large)  # 3x the calls, not 3x the memory
+    assert "wrote 60000 traces in" in err and "peak memory" in err and "\r" not in err  # no bar off a terminal
     files = list((tmp_path / "l").glob("date=*/*.parquet"))
-    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 200_000
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 60_000
     assert not list((tmp_path / "l").glob("date=*/*.tmp"))
