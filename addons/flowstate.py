@@ -32,6 +32,7 @@ from addons.codex_session import CodexContext, InputDelta
 if TYPE_CHECKING:
     from mitmproxy import http
 
+    from addons.route_table import Target
     from addons.stream_tap import StreamTap
     from codexgate.core.vault import GatewayKey, ProviderCredential
 
@@ -86,7 +87,11 @@ class Verdict:
 
 @dataclass
 class Attempt:
-    """One try at the provider."""
+    """One try at a provider (one per HTTP request sent, plus one per target skipped by its
+    circuit breaker). ``decision`` says what the relay did after it: ``served`` (its answer
+    went to the client), ``retry`` (same target again), ``fallback`` (next target),
+    ``skipped`` (breaker open, nothing sent), ``cut`` (served, then the stream broke),
+    ``gave_up`` (the last failure, nothing left to try or no time left)."""
 
     attempt: int  # 1-based
     provider: str
@@ -96,13 +101,20 @@ class Attempt:
     status_code: int | None = None
     latency_ms: float | None = None
     error: str | None = None
+    model: str | None = None  # the model asked of the provider (after any route rewrite)
+    upstream_api: str | None = None  # the provider API used when it differs from the client's
+    decision: str | None = None
+    wait_ms: float | None = None  # backoff slept after this attempt
+    sent_bytes: int | None = None  # request body size as sent upstream (after translation)
 
     def answered(self, status: int) -> None:
         self.status_code = status
         self.latency_ms = (time.monotonic() - self.sent_mono) * 1000.0
 
     def failed(self, error: str) -> None:
-        self.error = error
+        """Record why the attempt failed; the first, most specific reason is kept."""
+        if self.error is None:
+            self.error = error
         if self.latency_ms is None:
             self.latency_ms = (time.monotonic() - self.sent_mono) * 1000.0
 
@@ -115,14 +127,22 @@ class Attempt:
             "latency_ms": self.latency_ms,
             "error": self.error,
             "started_at": self.started_at,
+            "model": self.model,
+            "upstream_api": self.upstream_api,
+            "decision": self.decision,
+            "wait_ms": self.wait_ms,
+            "sent_bytes": self.sent_bytes,
         }
 
 
 @dataclass
 class Upstream:
-    """Written by the upstream step and the relay."""
+    """Written by the upstream step and the relay (``plan`` by scope: the targets to try, in
+    order, all allowed for the key)."""
 
     attempts: list[Attempt] = field(default_factory=list)
+    plan: list[Target] = field(default_factory=list)
+    served_by: str | None = None  # label of the target whose answer the client got
     relayed: bool = False  # sent to the provider through the in-process relay
     status: int | None = None
     response_headers: list[tuple[str, str]] | None = None

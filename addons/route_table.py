@@ -1,12 +1,18 @@
-"""Which vault provider serves a call: explicit route header, the vault's route rules,
-the intercepted host (forward-proxy mode), then the default provider of the API family."""
+"""Which vault providers serve a call, in order: explicit route header, the vault's route rules
+(ordered targets, fallback or weighted load balancing), the intercepted host (forward-proxy
+mode), then the default provider of the API family.
+
+Invariant: every ``Target`` of a choice can serve the client's API, natively or through a
+translation this gateway implements (``Target.translate``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import random
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from codexgate.core.vault import ProviderCredential, Vault
+from codexgate.core.vault import TRANSLATABLE_KINDS, ProviderCredential, RouteTarget, Vault
 
 ROUTE_HEADER = "x-codexgate-route"
 
@@ -23,14 +29,59 @@ _COMPATIBLE = {
 
 
 @dataclass(frozen=True)
+class Target:
+    """One provider a call may be sent to, with the model to ask it for."""
+
+    provider: ProviderCredential
+    model: str | None = None  # upstream model name; None keeps the client's
+    translate: str | None = None  # None (same API) or the provider API to translate to ("anthropic")
+    spec: RouteTarget | None = None  # the vault entry (weight, per-target timeouts)
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.name}:{self.model}" if self.model else self.provider.name
+
+
+@dataclass(frozen=True)
 class RouteChoice:
     provider: ProviderCredential | None
     route: str
     problem: str | None = None  # why no provider could be chosen
+    targets: tuple[Target, ...] = field(default_factory=tuple)
+    strategy: str = "fallback"
 
 
 def compatible(api: str, provider: ProviderCredential) -> bool:
     return provider.kind in _COMPATIBLE.get(api, ())
+
+
+def translation(api: str, provider: ProviderCredential) -> str | None | bool:
+    """None when ``provider`` serves ``api`` natively, the translation's name when it can be
+    served through one, False when it cannot be served."""
+    if compatible(api, provider):
+        return None
+    if provider.kind in TRANSLATABLE_KINDS.get(api, ()):
+        return provider.kind
+    return False
+
+
+def _single(p: ProviderCredential, route: str) -> RouteChoice:
+    return RouteChoice(p, route, targets=(Target(p),))
+
+
+def order(targets: tuple[Target, ...], strategy: str, rng: random.Random | None = None) -> list[Target]:
+    """The order to try ``targets`` in: as listed (fallback) or a weighted random permutation
+    (loadbalance; Efraimidis-Spirakis keys, so a target of weight 2 comes first twice as often
+    as one of weight 1)."""
+    if strategy != "loadbalance" or len(targets) < 2:
+        return list(targets)
+    r = rng or random
+    keyed = []
+    for t in targets:
+        w = t.spec.weight if t.spec is not None and t.spec.weight > 0 else 1.0
+        keyed.append((math.log(r.random() or 1e-300) / w, t))
+    keyed.sort(key=lambda kt: kt[0], reverse=True)
+    return [t for _, t in keyed]
 
 
 def choose(
@@ -44,22 +95,32 @@ def choose(
             return RouteChoice(
                 None, f"header:{requested}", f"provider '{requested}' ({p.kind}) cannot serve the {api} API"
             )
-        return RouteChoice(p, f"header:{requested}")
+        return _single(p, f"header:{requested}")
     for i, rule in enumerate(vault.routes):
         if rule.api not in ("*", api):
             continue
         if model is not None and fnmatchcase(model, rule.model):
-            p = vault.providers.get(rule.provider)
-            if p is not None and compatible(api, p):
-                return RouteChoice(p, f"rule{i}:{rule.model}->{rule.provider}")
+            targets = []
+            for spec in rule.all_targets():
+                p = vault.providers.get(spec.provider)
+                how = translation(api, p) if p is not None else False
+                if p is not None and how is not False:
+                    targets.append(Target(p, spec.model, how or None, spec))
+            if targets:
+                return RouteChoice(
+                    targets[0].provider,
+                    f"rule{i}:{rule.model}->{rule.describe()}",
+                    targets=tuple(targets),
+                    strategy=rule.strategy,
+                )
     if host_provider:
         p = vault.providers.get(host_provider)
         if p is not None and compatible(api, p):
-            return RouteChoice(p, f"host:{host_provider}")
+            return _single(p, f"host:{host_provider}")
     candidates = [p for p in vault.providers.values() if compatible(api, p)]
     for p in candidates:
         if p.default:
-            return RouteChoice(p, f"default:{p.name}")
+            return _single(p, f"default:{p.name}")
     if candidates:
-        return RouteChoice(candidates[0], f"default:{candidates[0].name}")
+        return _single(candidates[0], f"default:{candidates[0].name}")
     return RouteChoice(None, "none", f"no provider configured for the {api} API")

@@ -1,5 +1,8 @@
-"""Policy: the key may use this model and the provider the route table picks (fnmatch globs
-on the key), else 403 in the provider's format."""
+"""Policy: the key may use this model and the providers the route table picks (fnmatch globs
+on the key), else 403 in the provider's format.
+
+Invariant (fail closed): ``state.upstream.plan`` holds only targets whose provider the key may
+use; a route whose targets are all outside the key's providers is refused."""
 
 from __future__ import annotations
 
@@ -53,7 +56,9 @@ class Scope:
         if requested is not None:
             del flow.request.headers[route_table.ROUTE_HEADER]
         host_provider = (
-            self.hosts.provider_for_host(flow.request.pretty_host) if state.request.mode == "forward" else None
+            self.hosts.provider_for_host(flow.request.pretty_host)
+            if state.request.mode == "forward"
+            else None
         )
         choice = route_table.choose(
             vault, state.request.shape.api, model, requested=requested, host_provider=host_provider
@@ -61,17 +66,28 @@ class Scope:
         if choice.provider is None:
             self._refuse(flow, state, 400 if requested else 503, "no_route", f"codexgate: {choice.problem}.")
             return
-        if not allowed(choice.provider.name, key.providers):
+        # fail closed: only targets whose provider the key may use are ever tried
+        usable = tuple(t for t in choice.targets if allowed(t.provider.name, key.providers))
+        if not usable:
+            names = ", ".join(dict.fromkeys(t.provider.name for t in choice.targets)) or choice.provider.name
             self._refuse(
                 flow,
                 state,
                 403,
                 "provider_not_allowed",
-                f"Key {key.key_id} may not use provider '{choice.provider.name}' (allowed: {', '.join(key.providers)}).",
+                f"Key {key.key_id} may not use provider '{names}' (allowed: {', '.join(key.providers)}).",
             )
             return
-        state.verdict.provider, state.verdict.route = choice.provider, choice.route
-        state.decide("scope", "allow", f"{model or '-'} via {choice.provider.name}")
+        state.verdict.provider, state.verdict.route = usable[0].provider, choice.route
+        state.upstream.plan = route_table.order(usable, choice.strategy)
+        state.verdict.provider = state.upstream.plan[0].provider
+        skipped = len(choice.targets) - len(usable)
+        via = " | ".join(t.label for t in state.upstream.plan)
+        state.decide(
+            "scope",
+            "allow",
+            f"{model or '-'} via {via}" + (f" ({skipped} target(s) not allowed)" if skipped else ""),
+        )
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, state: FlowState, status: int, code: str, message: str) -> None:

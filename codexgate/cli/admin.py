@@ -42,8 +42,11 @@ from codexgate.core.vault import (
     PRIVACY_MODES,
     PROVIDER_KINDS,
     ROUTE_APIS,
+    ROUTE_STRATEGIES,
     GatewayKey,
     ProviderCredential,
+    Route,
+    RouteTarget,
     Vault,
     VaultError,
     generate_secret,
@@ -215,7 +218,20 @@ def _register_route(sub: argparse._SubParsersAction) -> None:
     g = _group(sub, "route", "model -> provider routes, first match wins (add, list, remove)")
     a = _vault_args(g.add_parser("add", help="append a route"))
     a.add_argument("--model", required=True, metavar="GLOB")
-    a.add_argument("--provider", required=True, metavar="NAME")
+    who = a.add_mutually_exclusive_group(required=True)
+    who.add_argument("--provider", metavar="NAME", help="one provider (same as one --target NAME)")
+    who.add_argument(
+        "--target",
+        action="append",
+        metavar="PROVIDER[:UPSTREAM_MODEL][@WEIGHT]",
+        help="a target, in fallback order (repeat for more); UPSTREAM_MODEL replaces the model asked for",
+    )
+    a.add_argument(
+        "--strategy",
+        choices=ROUTE_STRATEGIES,
+        default="fallback",
+        help="fallback: targets in order; loadbalance: weighted random order",
+    )
     a.add_argument("--api", choices=ROUTE_APIS, default="*")
     a.add_argument("--position", type=int, metavar="INDEX", help="insert at INDEX instead of appending")
     a.set_defaults(func=run_route_add)
@@ -833,15 +849,27 @@ def run_key_disable(args: argparse.Namespace) -> int:
 
 @cli_errors
 def run_route_add(args: argparse.Namespace) -> int:
+    targets = [RouteTarget.parse(t) for t in args.target or []]
+    simple = not targets or (len(targets) == 1 and targets[0].model is None and targets[0].weight == 1.0)
+    provider = args.provider or (targets[0].provider if simple else None)
     if admin_url(args):
-        body = {"model": args.model, "provider": args.provider, "api": args.api, "position": args.position}
+        if not simple or args.strategy != "fallback":
+            raise VaultError("the admin API takes single-provider routes only; add this route with the vault CLI")
+        body = {"model": args.model, "provider": provider, "api": args.api, "position": args.position}
         index = api_request(args, "POST", "/v1/routes", body)["index"]
-        print(f"added route {index}: {args.model} ({args.api}) -> {args.provider}")
+        print(f"added route {index}: {args.model} ({args.api}) -> {provider}")
         return 0
     with edit_vault(args) as vault:
-        vault.add_route(args.model, args.provider, args.api, position=args.position)
+        route = vault.add_route(
+            args.model,
+            provider,
+            args.api,
+            position=args.position,
+            targets=None if simple else targets,
+            strategy=args.strategy,
+        )
         index = args.position if args.position is not None else len(vault.routes) - 1
-    print(f"added route {index}: {args.model} ({args.api}) -> {args.provider}")
+    print(f"added route {index}: {args.model} ({args.api}) -> {route.describe()}")
     return 0
 
 
@@ -850,18 +878,27 @@ def run_route_list(args: argparse.Namespace) -> int:
     if admin_url(args):
         rows = api_request(args, "GET", "/v1/routes")
     else:
-        rows = [
-            {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
-            for i, r in enumerate(_read(args).routes)
-        ]
+        rows = []
+        for i, r in enumerate(_read(args).routes):
+            row: dict[str, Any] = {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
+            if r.targets:  # multi-target routes only: single-provider rows keep their old shape
+                row["strategy"] = r.strategy
+                row["targets"] = [t.to_dict() for t in r.targets]
+            rows.append(row)
     if args.json:
         _print_json(rows)
         return 0
     _table(
-        [[str(r["index"]), r["model"], r["api"], r["provider"]] for r in rows],
-        ["#", "MODEL", "API", "PROVIDER"],
+        [[str(r["index"]), r["model"], r["api"], _targets_text(r)] for r in rows],
+        ["#", "MODEL", "API", "TARGETS"],
     )
     return 0
+
+
+def _targets_text(row: dict[str, Any]) -> str:
+    if not row.get("targets"):
+        return str(row["provider"])
+    return Route.from_dict(row).describe()
 
 
 @cli_errors
@@ -872,5 +909,5 @@ def run_route_remove(args: argparse.Namespace) -> int:
         return 0
     with edit_vault(args) as vault:
         route = vault.remove_route(args.index)
-    print(f"removed route {args.index}: {route.model} ({route.api}) -> {route.provider}")
+    print(f"removed route {args.index}: {route.model} ({route.api}) -> {route.describe()}")
     return 0

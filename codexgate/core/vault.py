@@ -57,7 +57,9 @@ __all__ = [
     "GatewayKey",
     "KeyHash",
     "ProviderCredential",
+    "ROUTE_STRATEGIES",
     "Route",
+    "RouteTarget",
     "Team",
     "Vault",
     "VaultError",
@@ -294,11 +296,107 @@ class Team:
         return f"{self.org}/{self.name}"
 
 
+ROUTE_STRATEGIES = ("fallback", "loadbalance")
+# provider kinds a Responses call can be translated to (codexgate.wire.translate)
+TRANSLATABLE_KINDS = {"responses": ("anthropic",)}
+
+
+@dataclass
+class RouteTarget:
+    """One place a route may send a call: a vault provider, the model name to ask it for
+    (None keeps the client's), a load-balancing weight and optional per-target timeouts in
+    seconds (None: the gateway's options)."""
+
+    provider: str
+    model: str | None = None
+    weight: float = 1.0
+    connect_timeout_s: float | None = None
+    first_byte_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"provider": self.provider}
+        for name in ("model", "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.weight != 1.0:
+            out["weight"] = self.weight
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> RouteTarget:
+        def opt(name: str) -> float | None:
+            return float(doc[name]) if doc.get(name) is not None else None
+
+        return cls(
+            provider=str(doc["provider"]),
+            model=str(doc["model"]) if doc.get("model") else None,
+            weight=float(doc.get("weight", 1.0)),
+            connect_timeout_s=opt("connect_timeout_s"),
+            first_byte_timeout_s=opt("first_byte_timeout_s"),
+            idle_timeout_s=opt("idle_timeout_s"),
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> RouteTarget:
+        """``PROVIDER[:UPSTREAM_MODEL][@WEIGHT]`` as the CLI takes it."""
+        weight = 1.0
+        if "@" in spec:
+            spec, _, w = spec.rpartition("@")
+            try:
+                weight = float(w)
+            except ValueError:
+                raise VaultError(f"target weight {w!r} is not a number") from None
+        provider, _, model = spec.partition(":")
+        return cls(provider=provider.strip(), model=model.strip() or None, weight=weight)
+
+
 @dataclass
 class Route:
+    """A model glob (what the client asks for) -> ordered targets.
+
+    ``provider`` is the first target's provider, kept so vaults and tools from before targets
+    existed keep working; ``targets`` empty means the single target ``provider``. Strategy
+    ``fallback`` tries targets in order, ``loadbalance`` in a weighted random order."""
+
     model: str
     provider: str
     api: str = "*"
+    targets: list[RouteTarget] = field(default_factory=list)
+    strategy: str = "fallback"
+
+    def all_targets(self) -> list[RouteTarget]:
+        return list(self.targets) if self.targets else [RouteTarget(self.provider)]
+
+    def providers(self) -> list[str]:
+        return [t.provider for t in self.all_targets()]
+
+    def describe(self) -> str:
+        arrow = " | ".join(t.label() + (f"@{t.weight:g}" if t.weight != 1.0 else "") for t in self.all_targets())
+        return arrow if len(self.all_targets()) == 1 else f"{self.strategy}: {arrow}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "provider": self.provider, "api": self.api}
+        if self.targets:
+            out["targets"] = [t.to_dict() for t in self.targets]
+        if self.strategy != "fallback":
+            out["strategy"] = self.strategy
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Route:
+        targets = [RouteTarget.from_dict(t) for t in doc.get("targets") or []]
+        provider = doc.get("provider") or (targets[0].provider if targets else "")
+        return cls(
+            model=doc["model"],
+            provider=str(provider),
+            api=doc.get("api", "*"),
+            targets=targets,
+            strategy=doc.get("strategy", "fallback"),
+        )
 
 
 @dataclass
@@ -536,7 +634,7 @@ class Vault:
                 for n, t in self.teams.items()
             },
             "keys": {kid: _key_to_dict(k) for kid, k in self.keys.items()},
-            "routes": [{"model": r.model, "provider": r.provider, "api": r.api} for r in self.routes],
+            "routes": [r.to_dict() for r in self.routes],
             "rotation_grace_seconds": self.rotation_grace_seconds,
             "org_admin_key_ids": list(self.org_admin_key_ids),
             "admins": {cid: _admin_to_dict(a) for cid, a in self.admins.items()},
@@ -550,7 +648,7 @@ class Vault:
             providers={n: _provider_from_dict(p) for n, p in doc.get("providers", {}).items()},
             teams={n: _team_from_dict(t) for n, t in doc.get("teams", {}).items()},
             keys={kid: _key_from_dict(k) for kid, k in doc.get("keys", {}).items()},
-            routes=[Route(r["model"], r["provider"], r.get("api", "*")) for r in doc.get("routes", [])],
+            routes=[Route.from_dict(r) for r in doc.get("routes", [])],
             rotation_grace_seconds=int(doc.get("rotation_grace_seconds", 3600)),
             org_admin_key_ids=list(doc.get("org_admin_key_ids", [])),
             admins={cid: _admin_from_dict(a) for cid, a in (doc.get("admins") or {}).items()},
@@ -742,7 +840,7 @@ class Vault:
 
     def remove_provider(self, name: str) -> None:
         self.provider(name)
-        used = [str(i) for i, r in enumerate(self.routes) if r.provider == name]
+        used = [str(i) for i, r in enumerate(self.routes) if name in r.providers()]
         if used:
             raise VaultError(
                 f"provider {name} is used by route(s) {', '.join(used)}; remove those routes first"
@@ -760,14 +858,43 @@ class Vault:
         return None
 
     # ------------------------------------------------------------ routes
-    def add_route(self, model: str, provider: str, api: str = "*", *, position: int | None = None) -> Route:
+    def add_route(
+        self,
+        model: str,
+        provider: str | None = None,
+        api: str = "*",
+        *,
+        position: int | None = None,
+        targets: list[RouteTarget] | None = None,
+        strategy: str = "fallback",
+    ) -> Route:
+        """Add a route to one ``provider`` (as before targets existed), or to ordered ``targets``
+        (a provider may then serve a Responses route through translation)."""
         validate_glob(model)
-        p = self.provider(provider)
         if api not in ROUTE_APIS:
             raise VaultError(f"unknown api {api!r} (use {', '.join(ROUTE_APIS)})")
-        if api != "*" and (api == "anthropic_messages") != (p.kind == "anthropic"):
-            raise VaultError(f"provider {provider} ({p.kind}) cannot serve the {api} API")
-        route = Route(model=model, provider=provider, api=api)
+        if strategy not in ROUTE_STRATEGIES:
+            raise VaultError(f"unknown strategy {strategy!r} (use {', '.join(ROUTE_STRATEGIES)})")
+        if targets:
+            for t in targets:
+                p = self.provider(t.provider)
+                if t.model is not None and (not t.model or any(c.isspace() for c in t.model)):
+                    raise VaultError(f"invalid upstream model {t.model!r}")
+                if not t.weight > 0:
+                    raise VaultError(f"target {t.label()}: weight must be positive")
+                if api == "*":
+                    continue
+                native = (api == "anthropic_messages") == (p.kind == "anthropic")
+                if not native and p.kind not in TRANSLATABLE_KINDS.get(api, ()):
+                    raise VaultError(f"provider {t.provider} ({p.kind}) cannot serve the {api} API")
+            route = Route(model=model, provider=targets[0].provider, api=api, targets=list(targets), strategy=strategy)
+        else:
+            if provider is None:
+                raise VaultError("a route needs a provider or at least one target")
+            p = self.provider(provider)
+            if api != "*" and (api == "anthropic_messages") != (p.kind == "anthropic"):
+                raise VaultError(f"provider {provider} ({p.kind}) cannot serve the {api} API")
+            route = Route(model=model, provider=provider, api=api, strategy=strategy)
         if position is None:
             self.routes.append(route)
         elif 0 <= position <= len(self.routes):
