@@ -11,6 +11,7 @@ are not model providers (pass through untouched, or refuse), and explains client
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -24,8 +25,11 @@ from addons.failsafe import CLEARED_KEY, failsafe
 from addons.flowstate import Attempt, FlowState, get_state
 from addons.options import seconds
 from addons.provider_hosts import ProviderHosts
-from addons.stream_relay import RelayJob, StreamRelay
+from addons.route_table import Target
+from addons.stream_relay import RelayJob, RelayTarget, RetryPolicy, StreamRelay
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
+from codexgate.routing.breaker import Breaker, BreakerConfig, MemoryStore, RedisStore
+from codexgate.wire.translate import anthropic as translate_anthropic
 
 if TYPE_CHECKING:
     from addons.tracing import Tracing
@@ -48,6 +52,11 @@ class Upstream:
         self.tracing = tracing
         self.relay = StreamRelay()
         self.drain_seconds = 120.0
+        self.policy = RetryPolicy()
+        self.connect_timeout = 10.0
+        self.first_byte_timeout = 60.0
+        self.idle_timeout = 300.0
+        self.breaker: Breaker | None = None
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -66,6 +75,9 @@ class Upstream:
             "abort is recorded without the final usage).",
         )
 
+        for name, default, text in _ROUTING_OPTIONS:
+            loader.add_option(name, str, default, text)
+
     async def running(self) -> None:
         if self.tracing is not None:
             await self.relay.start()
@@ -73,6 +85,8 @@ class Upstream:
     def configure(self, updated: set[str]) -> None:
         if "codexgate_drain_seconds" in updated:
             self.drain_seconds = seconds("codexgate_drain_seconds", allow_zero=True)
+        if updated & {name for name, _, _ in _ROUTING_OPTIONS}:
+            self._configure_routing()
         if "codexgate_unknown_hosts" in updated and ctx.options.codexgate_unknown_hosts not in (
             "passthrough",
             "refuse",
@@ -80,6 +94,43 @@ class Upstream:
             raise exceptions.OptionsError(
                 f"codexgate_unknown_hosts must be 'passthrough' or 'refuse', not '{ctx.options.codexgate_unknown_hosts}'."
             )
+
+    def _configure_routing(self) -> None:
+        o = ctx.options
+        try:
+            attempts = int(o.codexgate_retry_attempts)
+            failures = int(o.codexgate_breaker_failures)
+            min_calls = int(o.codexgate_breaker_min_calls)
+            ratio = float(o.codexgate_breaker_ratio)
+        except ValueError as exc:
+            raise exceptions.OptionsError(
+                f"codexgate retry/breaker options must be numbers ({exc})."
+            ) from None
+        if attempts < 1 or failures < 0 or min_calls < 0 or not 0 <= ratio <= 1:
+            raise exceptions.OptionsError(
+                "codexgate_retry_attempts must be >= 1, codexgate_breaker_failures and _min_calls >= 0, "
+                "codexgate_breaker_ratio between 0 and 1."
+            )
+        self.policy = RetryPolicy(
+            attempts_per_target=attempts,
+            budget_s=seconds("codexgate_retry_budget_seconds"),
+            backoff_base_s=seconds("codexgate_backoff_seconds", allow_zero=True),
+            backoff_max_s=max(seconds("codexgate_backoff_seconds", allow_zero=True), 5.0),
+            max_retry_after_s=seconds("codexgate_max_retry_after_seconds", allow_zero=True),
+        )
+        self.connect_timeout = seconds("codexgate_connect_timeout")
+        self.first_byte_timeout = seconds("codexgate_first_byte_timeout")
+        self.idle_timeout = seconds("codexgate_idle_timeout")
+        cfg = BreakerConfig(
+            failures=failures,
+            ratio=ratio,
+            min_calls=min_calls,
+            window_s=seconds("codexgate_breaker_window_seconds"),
+            cooldown_s=seconds("codexgate_breaker_cooldown_seconds"),
+        )
+        url = o.codexgate_breaker_redis.strip()
+        store = RedisStore(url) if url else MemoryStore()
+        self.breaker = Breaker(cfg, store) if cfg.enabled else None
 
     # ---------------------------------------------------------------- forward-proxy mode
     @failsafe
@@ -135,36 +186,187 @@ class Upstream:
             state.refuse(500, "gateway_error", msg, "upstream")
             flow.response = error_response(state.request.shape.family, 500, "gateway_error", msg)
             return
-        provider = state.verdict.provider
-        assert provider is not None
+        plan = state.upstream.plan or [Target(state.verdict.provider)]  # type: ignore[arg-type]
+        if self.tracing is not None and self.relay.running and self.drain_seconds > 0:
+            self._send_through_relay(flow, state, plan)
+        else:
+            self._send_direct(flow, state, plan)
+
+    def _send_direct(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> None:
+        """Without the relay mitmproxy forwards the call itself: one target, no retry, no
+        translation (the first target that needs none)."""
+        target = next((t for t in plan if t.translate is None), None)
+        if target is None:
+            msg = "codexgate: this route needs translation, which needs the stream relay (codexgate_drain_seconds > 0)."
+            state.refuse(503, "no_route", msg, "upstream")
+            flow.response = error_response(state.request.shape.family, 503, "no_route", msg)
+            return
+        provider = target.provider
         req = flow.request
-        url = upstream_url(provider, state.request.shape, state.request.model, list(req.query.items(multi=True)))
+        model = target.model or state.request.model
+        url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
         req.url = url
+        if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
+            req.content = json.dumps({**state.request.body, "model": target.model}).encode()
+            req.headers.pop("content-encoding", None)
         if not state.request.passthrough:
             for name, value in credential_headers(provider).items():
                 req.headers[name] = value
         if provider.kind == "anthropic" and "anthropic-version" not in req.headers:
             req.headers["anthropic-version"] = ANTHROPIC_VERSION
+        state.verdict.provider = provider
+        state.upstream.served_by = target.label
         state.upstream.attempts.append(
-            Attempt(len(state.upstream.attempts) + 1, provider.name, display_url(url), datetime.now(UTC), time.monotonic())
+            Attempt(
+                len(state.upstream.attempts) + 1,
+                provider.name,
+                display_url(url),
+                datetime.now(UTC),
+                time.monotonic(),
+                model=model,
+                decision="served",
+            )
         )
         flow.metadata[CLEARED_KEY] = True
-        if self.tracing is not None and self.relay.running and self.drain_seconds > 0:
-            self._send_through_relay(flow, state)
 
-    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _relay_target(self, flow: http.HTTPFlow, state: FlowState, target: Target) -> RelayTarget:
+        """The request one target gets: its URL, its credential, the body in its API."""
+        req = flow.request
+        provider = target.provider
+        model = target.model or state.request.model
+        client_headers = [
+            (k, v) for k, v in req.headers.items(multi=True) if k.lower() not in _NEVER_FORWARDED
+        ]
+        creds = [] if state.request.passthrough else list(credential_headers(provider).items())
+        spec = target.spec
+        timeouts = {
+            "connect_timeout_s": (spec.connect_timeout_s if spec and spec.connect_timeout_s else None)
+            or self.connect_timeout,
+            "first_byte_timeout_s": (
+                spec.first_byte_timeout_s if spec and spec.first_byte_timeout_s else None
+            )
+            or self.first_byte_timeout,
+            "idle_timeout_s": (spec.idle_timeout_s if spec and spec.idle_timeout_s else None)
+            or self.idle_timeout,
+        }
+        if target.translate == "anthropic" and isinstance(state.request.body, dict):
+            translated = translate_anthropic.request_to_anthropic(state.request.body, model or "")
+            base = provider.base_url.rstrip("/")
+            url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
+            body = json.dumps(translated.body).encode()
+            custom = translated.custom_tools
+            headers = [
+                ("content-type", "application/json"),
+                ("accept", "text/event-stream" if translated.body.get("stream") else "application/json"),
+                ("accept-encoding", "identity"),
+                ("anthropic-version", ANTHROPIC_VERSION),
+                *creds,
+            ]
+            return RelayTarget(
+                label=target.label,
+                provider=provider.name,
+                url=url,
+                display_url=display_url(url),
+                headers=headers,
+                body=body,
+                model=model,
+                upstream_api="anthropic_messages",
+                stream_translator=lambda: translate_anthropic.ResponsesStream(custom),
+                json_translator=lambda status, raw: translate_anthropic.json_to_responses(
+                    status, raw, custom
+                ),
+                dropped=tuple(translated.dropped),
+                **timeouts,
+            )
+        url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
+        body = req.raw_content or b""
+        headers = [(k, v) for k, v in client_headers if k.lower() != "accept-encoding"]
+        if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
+            body = json.dumps({**state.request.body, "model": target.model}).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
+        headers.append(("accept-encoding", "identity"))  # the relay reads streams to hold and judge them
+        if provider.kind == "anthropic" and not any(k.lower() == "anthropic-version" for k, _ in headers):
+            headers.append(("anthropic-version", ANTHROPIC_VERSION))
+        return RelayTarget(
+            label=target.label,
+            provider=provider.name,
+            url=url,
+            display_url=display_url(url),
+            headers=headers + creds,
+            body=body,
+            model=model,
+            **timeouts,
+        )
+
+    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> None:
         req = flow.request
         hooks = self.tracing.relay_hooks(flow, state)  # type: ignore[union-attr]
+        targets = [self._relay_target(flow, state, t) for t in plan]
+        by_label = {t.label: t for t in plan}
+
+        def on_commit(served: RelayTarget) -> None:
+            chosen = by_label.get(served.label)
+            if chosen is not None:
+                state.verdict.provider = chosen.provider  # priced and reported as the provider that served
+            state.upstream.served_by = served.label
+            if served.dropped:
+                state.decide(
+                    "translation", "warn", f"{served.upstream_api}: dropped " + "; ".join(served.dropped)
+                )
+
         job = RelayJob(
-            url=req.url,
+            targets=targets,
             method=req.method,
-            headers=list(req.headers.items(multi=True)),
-            body=req.raw_content or b"",
+            attempts=state.upstream.attempts,
             on_headers=hooks.on_headers,
             on_end=hooks.on_end,
             on_connect_error=hooks.on_connect_error,
             on_client_gone=hooks.on_client_gone,
+            on_commit=on_commit,
+            client_family=state.request.shape.family,
+            policy=self.policy,
+            breaker=self.breaker,
             drain_seconds=self.drain_seconds,
         )
+        # the mitmproxy request goes to the relay and carries no credential: the job holds them
+        for name in _NEVER_FORWARDED:
+            req.headers.pop(name, None)
         req.url = self.relay.submit(state.trace_id, job)
         state.upstream.relayed = True
+        flow.metadata[CLEARED_KEY] = True
+
+
+_ROUTING_OPTIONS = (
+    ("codexgate_retry_attempts", "2", "Attempts per route target before falling back to the next one."),
+    (
+        "codexgate_retry_budget_seconds",
+        "120",
+        "Total time for all attempts of one call until its answer is committed to the client.",
+    ),
+    ("codexgate_backoff_seconds", "0.2", "First retry backoff (doubles per retry, with jitter, max 5 s)."),
+    (
+        "codexgate_max_retry_after_seconds",
+        "5",
+        "A provider's Retry-After longer than this sends the call to the next target at once.",
+    ),
+    ("codexgate_connect_timeout", "10", "Seconds to connect to a provider (per attempt)."),
+    (
+        "codexgate_first_byte_timeout",
+        "60",
+        "Seconds until a provider's answer (for a stream: its first real event) before trying again.",
+    ),
+    ("codexgate_idle_timeout", "300", "Seconds without a byte from a committed stream before it is cut."),
+    ("codexgate_breaker_failures", "5", "Consecutive failures that open a target's circuit (0: off)."),
+    ("codexgate_breaker_ratio", "0.5", "Failure ratio that opens a circuit (0: off) ..."),
+    ("codexgate_breaker_min_calls", "20", "... over at least this many calls ..."),
+    ("codexgate_breaker_window_seconds", "60", "... in this window."),
+    ("codexgate_breaker_cooldown_seconds", "30", "Seconds an open circuit waits before one probe call."),
+    (
+        "codexgate_breaker_redis",
+        "",
+        "redis:// URL: share circuit state with every instance using it (default: in-process).",
+    ),
+)
+
+# credentials a client might still carry; the job adds each target's own
+_NEVER_FORWARDED = ("authorization", "x-api-key", "api-key", "proxy-authorization")

@@ -31,6 +31,11 @@ ATTEMPT = pa.struct(
         ("latency_ms", pa.float64()),  # request sent -> response headers (or failure)
         ("error", pa.string()),  # null on success
         ("started_at", TS),
+        ("model", pa.string()),  # model asked of the provider (after a route's rewrite)
+        ("upstream_api", pa.string()),  # provider API when translated (e.g. anthropic_messages)
+        ("decision", pa.string()),  # served | retry | fallback | skipped | cut | gave_up
+        ("wait_ms", pa.float64()),  # backoff slept after this attempt
+        ("sent_bytes", pa.int64()),  # request body bytes sent upstream
     ]
 )
 
