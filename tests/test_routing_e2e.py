@@ -29,6 +29,8 @@ from codexgate.cli import launch
 from codexgate.core.vault import ProviderCredential, RouteTarget
 from tests.conftest import read_traces
 from tests.helpers.gateway import CODEX, Gateway, codex_available, make_vault
+from tests.helpers.redis import REDIS_SERVER, redis_server
+from tests.helpers.redis import SKIP_REASON as REDIS_SKIP
 from tests.helpers.sim import SimProvider
 
 CLAUDE = "claude-sonnet-4-5"
@@ -370,3 +372,40 @@ def test_headers_name_the_target_on_the_happy_path(rgw, rvault, fresh) -> None:
     )
     assert r.status_code == 200
     assert r.headers["x-codexgate-served-by"] == "a" and r.headers["x-codexgate-attempts"] == "1"
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason=REDIS_SKIP)
+def test_breaker_skips_an_open_target_and_two_gateways_share_it_through_redis(
+    module_tmp, rvault, sim
+) -> None:
+    with redis_server(module_tmp / "redis") as url:
+        opts = {
+            **GATEWAY_OPTS,
+            "codexgate_retry_attempts": "1",
+            "codexgate_breaker_failures": "2",
+            "codexgate_breaker_cooldown_seconds": "3",
+            "codexgate_breaker_redis": url,
+        }
+        one = start_gateway(module_tmp, rvault, opts, name="breaker1")
+        two = start_gateway(module_tmp, rvault, opts, name="breaker2")
+        try:
+            sim.clear_faults()
+
+            def call(gw: Gateway) -> list[str]:
+                raw = _client(gw, rvault.keys["alice"]).responses.with_raw_response.create(
+                    model="dead-breaker", input="breaker"
+                )
+                assert raw.headers["x-codexgate-served-by"] == "b"
+                row = _served(gw, raw.parse().id)
+                return [f"{a['provider']}:{a['decision']}" for a in row["attempts"]]
+
+            assert call(one) == ["dead:fallback", "b:served"]
+            assert call(two) == ["dead:fallback", "b:served"]  # second consecutive failure, other instance
+            assert call(one) == ["dead:skipped", "b:served"]  # open: nothing sent to dead
+            assert call(two) == ["dead:skipped", "b:served"]  # shared through Redis
+            time.sleep(3.2)  # cooldown: one probe goes to dead (and fails: it is still dead)
+            assert call(one) == ["dead:fallback", "b:served"]
+            assert call(two) == ["dead:skipped", "b:served"]
+        finally:
+            one.stop()
+            two.stop()
