@@ -13,7 +13,12 @@ Ways in, checked in this order:
    configured in ``.streamlit/secrets.toml`` (``[auth]``; ``1`` for the default one): the
    identity is ``st.user.email``; Streamlit's identity cookie survives a reload.
 4. The token box: the value of ``CODEXGATE_ADMIN_TOKEN`` (full access), a gateway key or an admin
-   credential (``cga_…``). Kept in the Streamlit session only — a reload asks again.
+   credential (``cga_…``). The credential stays on the server (the Streamlit session, and a table of
+   sign-in tickets in the dashboard process); the browser gets only a random ticket in a
+   ``SameSite=Strict`` cookie (12 h), so a reload or a link opened in a new tab stays signed in. The
+   ticket is checked again on every new session (a revoked key or credential stops working), is
+   forgotten at sign-out and when the dashboard restarts, and never contains the credential.
+   Deep links keep their query string through sign-in (``/replay?session=…&step=3`` lands on step 3).
 
 An identity (proxy or OIDC) maps onto the vault: an admin credential named after it (its role:
 org admin, team admin, developer, auditor), else a team listing it in ``admins`` (team admin), else
@@ -28,6 +33,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import secrets
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +52,10 @@ TRUSTED_PROXIES_ENV = "CODEXGATE_DASHBOARD_TRUSTED_PROXIES"
 PROXY_HEADER_ENV = "CODEXGATE_DASHBOARD_PROXY_HEADER"
 OIDC_ENV = "CODEXGATE_DASHBOARD_OIDC"
 DEFAULT_PROXY_HEADER = "X-Forwarded-Email"
+TICKET_COOKIE = "codexgate_signin"
+TICKET_TTL_SECONDS = 12 * 3600
+_TICKET_KEY = "codexgate_ticket"  # session_state: this session's ticket
+_TICKET_PENDING = "codexgate_ticket_pending"  # session_state: the cookie still has to be set
 
 
 class LoginError(Exception):
@@ -221,6 +233,76 @@ def _identity_viewer() -> Viewer | None:
     return viewer
 
 
+class _Tickets:
+    """Sign-in tickets of this dashboard process: ticket -> (credential, expiry). Bounded (oldest
+    dropped beyond 10,000); thread-safe (Streamlit runs sessions on threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, float]] = {}
+
+    def issue(self, credential: str) -> str:
+        ticket = secrets.token_urlsafe(32)
+        with self._lock:
+            now = time.time()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+            while len(self._entries) >= 10_000:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[ticket] = (credential, now + TICKET_TTL_SECONDS)
+        return ticket
+
+    def credential(self, ticket: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(ticket)
+            if entry is None or entry[1] <= time.time():
+                self._entries.pop(ticket, None)
+                return None
+            return entry[0]
+
+    def revoke(self, ticket: str | None) -> None:
+        with self._lock:
+            self._entries.pop(ticket or "", None)
+
+
+@st.cache_resource(show_spinner=False)
+def _tickets() -> _Tickets:
+    return _Tickets()
+
+
+def _ticket_cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(TICKET_COOKIE)
+    except Exception:  # noqa: BLE001 - no client context (AppTest, bare run)
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _set_cookie(value: str, max_age: int) -> None:
+    """Set (or, with max_age 0, clear) the ticket cookie in the browser; the value is a random ticket
+    (``token_urlsafe``: letters, digits, ``-``, ``_``), never a credential."""
+    st.html(
+        f"<script>document.cookie = '{TICKET_COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict';</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
+def _viewer_from_ticket() -> Viewer | None:
+    """The token-box viewer of a previous session of this browser (its ticket cookie), checked again."""
+    ticket = _ticket_cookie()
+    if ticket is None:
+        return None
+    credential = _tickets().credential(ticket)
+    if credential is None:
+        return None
+    try:
+        viewer = resolve_viewer(credential)
+    except LoginError:  # revoked or expired since: the ticket goes too
+        _tickets().revoke(ticket)
+        return None
+    st.session_state[_SESSION_KEY], st.session_state[_TICKET_KEY] = viewer, ticket
+    return viewer
+
+
 def require_viewer() -> Viewer:
     """The signed-in viewer; otherwise draws the sign-in form and stops the page."""
     if auth_disabled():
@@ -232,17 +314,24 @@ def require_viewer() -> Viewer:
         if isinstance(viewer, Viewer) and viewer.source != "token":
             viewer = None  # the proxy/OIDC identity is gone: do not keep its session
             del st.session_state[_SESSION_KEY]
+        if viewer is None:
+            viewer = _viewer_from_ticket()
     if isinstance(viewer, Viewer):
+        if st.session_state.pop(_TICKET_PENDING, False) and st.session_state.get(_TICKET_KEY):
+            _set_cookie(st.session_state[_TICKET_KEY], TICKET_TTL_SECONDS)
         with st.sidebar:
             st.caption(f"Signed in as **{viewer.describe()}**")
             if viewer.source == "token" and st.button("Sign out", key="codexgate_sign_out"):
                 del st.session_state[_SESSION_KEY]
+                _tickets().revoke(st.session_state.pop(_TICKET_KEY, None))
                 st.rerun()
             if viewer.source == "oidc" and st.button("Sign out", key="codexgate_sign_out"):
                 st.session_state.pop(_SESSION_KEY, None)
                 st.logout()
         return viewer
     st.title("codexgate dashboard")
+    if _ticket_cookie() is not None:  # a ticket this process does not know (signed out, restarted)
+        _set_cookie("", 0)
     provider = _oidc_provider(os.environ)
     if provider is not None and st.button("Sign in with single sign-on", key="codexgate_sso"):
         st.login() if provider in ("1", "default") else st.login(provider)
@@ -255,6 +344,8 @@ def require_viewer() -> Viewer:
         except LoginError as exc:
             st.error(str(exc))
         else:
-            st.rerun()
+            st.session_state[_TICKET_KEY] = _tickets().issue(credential.strip())
+            st.session_state[_TICKET_PENDING] = True
+            st.rerun()  # the query string stays: a deep link lands where it pointed
     st.stop()
     raise RuntimeError("unreachable")  # st.stop() raises

@@ -306,6 +306,14 @@ def test_demo_dashboard_in_chromium(demo_data: tuple[Path, str], demo_dashboard:
         text = _settled(browser, "Step 3 of")
         assert "Step 3 of" in text and "exec_command" in text  # landed where the link pointed
         assert f"session={session}" in _evaluate(browser, "location.href")
+        # a reload (a new Streamlit session) stays signed in through the ticket cookie, on the same step
+        time.sleep(1)
+        browser.send("Page.reload", ignoreCache=True)
+        time.sleep(0.5)
+        text = browser.wait_for("Step 3 of", SIGN_IN_FORM)
+        assert "Step 3 of" in text and SIGN_IN_FORM not in text
+        cookie = _evaluate(browser, "document.cookie")
+        assert "codexgate_signin=" in cookie and "browser-test-token" not in cookie
 
         ARTIFACTS.mkdir(exist_ok=True)
         problems: list[str] = []
