@@ -42,11 +42,13 @@ def test_demo_check_records_an_agent_session_refusals_and_a_separate_synthetic_h
     )[0]
     assert steps[0] >= 10
     assert "1 passed" in steps[1]  # the fixed test really ran: the agent executed the tool calls
-    outcomes = dict(
-        _rows(live, "select refusal_reason, count(*) from t where outcome = 'refused' group by 1")
-    )
-    assert len(outcomes) >= 2, outcomes  # e.g. a bad key and an out-of-scope model
+    reasons = dict(_rows(live, "select refusal_reason, count(*) from t where outcome = 'refused' group by 1"))
+    for reason in ("invalid_api_key", "model_not_allowed", "budget_exceeded", "guardrail_blocked"):
+        assert reasons.get(reason), reasons
     assert _rows(live, "select count(*) from t where outcome = 'upstream_error'")[0][0] >= 1
+    assert _rows(live, "select count(*) from t where fallback_used and outcome = 'ok'")[0][0] >= 1
+    findings = "select count(*) from t where outcome = 'ok' and len(coalesce(guardrail_findings, [])) > 0"
+    assert _rows(live, findings)[0][0] >= 1  # the redacted AWS key
 
     label = json.loads((data / "synthetic" / "SYNTHETIC.json").read_text())
     assert label["synthetic"] is True and label["budgets"]

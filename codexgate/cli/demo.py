@@ -10,7 +10,9 @@ records, through the gateway, what the product is for:
   Codex's ``exec_command`` tool, runs the simulated model's tool calls in the scratch folder and
   sends the outputs back the way Codex does;
 - a few calls from the other developers, refusals (a bad key, an out-of-scope model, a provider
-  outside a key's scope) and upstream failures (a 500 and a 429 from the simulator);
+  outside a key's scope, a team budget, a banned term), a guardrail redaction (an AWS key in a
+  prompt), a fallback (gpt-5 to Claude while OpenAI returns 503) and upstream failures (a 500 and
+  a 429 from the simulator);
 - a labelled synthetic history (``analytics.synth``: 1,500 calls over 14 days, 2 orgs, 6 teams, 30 developers,
   6 models, errors, refusals, fallbacks, guardrail findings) in its OWN folder
   ``DATA/synthetic/traces`` with ``DATA/synthetic/SYNTHETIC.json`` beside it. The dashboard shows
@@ -40,7 +42,7 @@ from pathlib import Path
 
 from codexgate.cli import CliError
 from codexgate.cli.demo_setup import DemoVault, create_demo_vault
-from codexgate.core.vault import Team, Vault, VaultError
+from codexgate.core.vault import Route, RouteTarget, Team, Vault, VaultError
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_SCRIPT = ROOT / "addons" / "gateway.py"
@@ -118,6 +120,25 @@ def _prepare_vault(data: Path, sim_url: str) -> tuple[DemoVault, str, str]:
         vault.teams["acme/interns"] = Team(org="acme", name="interns", budget_usd=0.0005, budget_period="day")
         entry, plain = vault.create_key(org="acme", team="interns", project="codexgate", developer="dave")
         demo.keys["dave"], demo.key_ids["dave"] = plain, entry.key_id
+        # gpt-5 falls back to Claude (translated) when OpenAI fails; guardrails redact secrets and
+        # block a banned code name for the whole org
+        vault.routes.insert(
+            0,
+            Route(
+                model="gpt-5",
+                provider="openai",
+                targets=[RouteTarget("openai"), RouteTarget("anthropic", model="claude-sonnet-4-5")],
+            ),
+        )
+        vault.sections["guardrail_policies"] = {
+            "version": 1,
+            "scopes": {
+                "org:acme": {
+                    "detectors": {"secrets": {"action": "redact"}, "banned": {"action": "block"}},
+                    "banned_terms": ["project-aurora"],
+                }
+            },
+        }
         demo.save(vault)
         keys_file.write_text(json.dumps({"keys": demo.keys, "key_ids": demo.key_ids}))
         keys_file.chmod(0o600)
@@ -320,7 +341,19 @@ def _chat(gateway_url: str, key: str, model: str, text: str, fault: str | None =
     return _post(f"{gateway_url}/v1/responses", key, body, headers)[0]
 
 
-def other_traffic(gateway_url: str, demo: DemoVault) -> dict[str, int]:
+def _sim_faults(sim_url: str, fault: dict | None) -> None:
+    """Queue a fault in the simulated provider (None: clear the queue)."""
+    req = urllib.request.Request(
+        f"{sim_url}/_sim/faults",
+        data=json.dumps(fault).encode() if fault else None,
+        method="POST" if fault else "DELETE",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def other_traffic(gateway_url: str, demo: DemoVault, sim_url: str | None = None) -> dict[str, int]:
     """Short calls from the other developers, refusals and upstream failures (HTTP status of each)."""
     keys = demo.keys
     out: dict[str, int] = {}
@@ -328,8 +361,8 @@ def other_traffic(gateway_url: str, demo: DemoVault) -> dict[str, int]:
         out["bob: gpt-4.1-mini"] = _chat(
             gateway_url, keys["bob"], "gpt-4.1-mini", "Summarise the release notes"
         )
-        out["bob: gpt-5 (upstream 500)"] = _chat(
-            gateway_url, keys["bob"], "gpt-5", "Plan the sprint", "status=500"
+        out["bob: gpt-4.1-mini (upstream 500)"] = _chat(
+            gateway_url, keys["bob"], "gpt-4.1-mini", "Plan the sprint", "status=500"
         )
         out["bob: o3 (out of his key's model scope)"] = _chat(gateway_url, keys["bob"], "o3", "Prove P != NP")
     if "carol" in keys:
@@ -346,11 +379,29 @@ def other_traffic(gateway_url: str, demo: DemoVault) -> dict[str, int]:
             out[f"dave: gpt-5-codex #{i + 1} (team acme/interns: $0.0005/day budget)"] = _chat(
                 gateway_url, keys["dave"], "gpt-5-codex", "Refactor the whole monorepo " * 40
             )
+    if "alice" in keys:
+        out["alice: a prompt with an AWS key (guardrail: redacted)"] = _chat(
+            gateway_url, keys["alice"], "gpt-5-codex", "Why does AKIAIOSFODNN7EXAMPLE fail to authenticate?"
+        )
+        out["alice: a prompt naming project-aurora (guardrail: blocked)"] = _chat(
+            gateway_url, keys["alice"], "gpt-5-codex", "Write the launch plan for project-aurora"
+        )
+        if sim_url:  # OpenAI fails for a moment: gpt-5 falls back to Claude
+            fault = {"spec": "status=503", "times": 6, "match_path": "/responses"}
+            _sim_faults(sim_url, fault)
+            try:
+                out["alice: gpt-5 while OpenAI returns 503 (fallback to Claude)"] = _chat(
+                    gateway_url, keys["alice"], "gpt-5", "Summarise the incident"
+                )
+            finally:
+                _sim_faults(sim_url, None)
     out["unknown key"] = _chat(gateway_url, "cgk_demo0000.not-a-real-key", "gpt-5-codex", "hello")
     return out
 
 
-def record_demo_traffic(gateway_url: str, demo: DemoVault, data: Path, agent: str) -> Recorded:
+def record_demo_traffic(
+    gateway_url: str, demo: DemoVault, data: Path, agent: str, sim_url: str | None = None
+) -> Recorded:
     """The demo's live traffic: the agent session (Codex when asked or available, else built in)
     and the other calls."""
     key = demo.keys.get("alice")
@@ -364,7 +415,7 @@ def record_demo_traffic(gateway_url: str, demo: DemoVault, data: Path, agent: st
             raise CliError(f"demo: the Codex CLI at {CODEX} did not run a session (try --agent builtin)")
     if session is None:
         session, used = builtin_agent_session(gateway_url, key, scratch / "work"), "builtin"
-    return Recorded(session, used, other_traffic(gateway_url, demo))
+    return Recorded(session, used, other_traffic(gateway_url, demo, sim_url))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,7 +552,7 @@ def run(args: argparse.Namespace) -> int:
             "codexgate demo: recording an agent session and a few refusals through the gateway ...",
             flush=True,
         )
-        recorded = record_demo_traffic(gateway_url, demo, data, args.agent)
+        recorded = record_demo_traffic(gateway_url, demo, data, args.agent, sim_url)
         if args.check:
             return _check(traces, synthetic, recorded)
         admin_token = secrets.token_urlsafe(18)
