@@ -96,7 +96,13 @@ def source() -> str:
     if synthetic_traces_dir() is None:
         return LIVE
     try:
-        wanted = st.query_params.get(SOURCE_PARAM) or st.session_state.get("data_source_saved")
+        from_link = st.query_params.get(SOURCE_PARAM)
+        if from_link in (
+            SYNTHETIC,
+            LIVE,
+        ):  # a link's choice sticks for the session (pages may rewrite the URL)
+            st.session_state["data_source_saved"] = from_link
+        wanted = from_link or st.session_state.get("data_source_saved")
     except Exception:  # noqa: BLE001 - no Streamlit context (plain script)
         wanted = None
     return SYNTHETIC if wanted == SYNTHETIC else LIVE
