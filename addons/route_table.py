@@ -34,12 +34,13 @@ class Target:
 
     provider: ProviderCredential
     model: str | None = None  # upstream model name; None keeps the client's
-    translate: str | None = None  # None (same API) or the provider API to translate to ("anthropic")
+    translate: str | None = None  # None (same API) or the provider API to translate to ("anthropic", "chat")
     spec: RouteTarget | None = None  # the vault entry (weight, per-target timeouts)
 
     @property
     def label(self) -> str:
-        return f"{self.provider.name}:{self.model}" if self.model else self.provider.name
+        base = f"{self.provider.name}:{self.model}" if self.model else self.provider.name
+        return base + ("#chat" if self.translate == "chat" else "")
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def choose(
             for spec in rule.all_targets():
                 p = vault.providers.get(spec.provider)
                 how = translation(api, p) if p is not None else False
+                if spec.upstream_api == "chat_completions":
+                    how = "chat" if api == "responses" and how is None else False
                 if p is not None and how is not False:
                     targets.append(Target(p, spec.model, how or None, spec))
             if targets:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from addons.api_shape import ApiShape
 from addons.errors import error_response
 from addons.failsafe import CLEARED_KEY, failsafe
 from addons.flowstate import Attempt, FlowState, get_state
@@ -30,6 +31,7 @@ from addons.stream_relay import RelayJob, RelayTarget, RetryPolicy, StreamRelay
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
 from codexgate.routing.breaker import Breaker, BreakerConfig, MemoryStore, RedisStore
 from codexgate.wire.translate import anthropic as translate_anthropic
+from codexgate.wire.translate import chat as translate_chat
 
 if TYPE_CHECKING:
     from addons.tracing import Tracing
@@ -278,6 +280,31 @@ class Upstream:
                 dropped=tuple(translated.dropped),
                 **timeouts,
             )
+        if target.translate == "chat" and isinstance(state.request.body, dict):
+            chat = translate_chat.request_to_chat(state.request.body, model or "")
+            url = upstream_url(provider, _CHAT_SHAPE, model, list(req.query.items(multi=True)))
+            chat_custom = chat.custom_tools
+            return RelayTarget(
+                label=target.label,
+                provider=provider.name,
+                url=url,
+                display_url=display_url(url),
+                headers=[
+                    ("content-type", "application/json"),
+                    ("accept", "text/event-stream" if chat.body.get("stream") else "application/json"),
+                    ("accept-encoding", "identity"),
+                    *creds,
+                ],
+                body=json.dumps(chat.body).encode(),
+                model=model,
+                upstream_api="chat_completions",
+                stream_translator=lambda: translate_chat.ResponsesStream(chat_custom),
+                json_translator=lambda status, raw: translate_chat.json_to_responses(
+                    status, raw, chat_custom
+                ),
+                dropped=tuple(chat.dropped),
+                **timeouts,
+            )
         url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
         body = req.raw_content or b""
         headers = [(k, v) for k, v in client_headers if k.lower() != "accept-encoding"]
@@ -335,6 +362,8 @@ class Upstream:
         state.upstream.relayed = True
         flow.metadata[CLEARED_KEY] = True
 
+
+_CHAT_SHAPE = ApiShape("chat_completions", "openai", "chat", "/chat/completions")
 
 _ROUTING_OPTIONS = (
     ("codexgate_retry_attempts", "2", "Attempts per route target before falling back to the next one."),

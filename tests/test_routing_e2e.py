@@ -96,6 +96,11 @@ def routing_vault(tmp: Path, sim: SimProvider):
     v.add_route("ac-*", targets=[RouteTarget("a"), claude], api="responses")
     v.add_route("deadc-*", targets=[RouteTarget("dead"), claude], api="responses")
     v.add_route("gpt-5-codex", targets=[RouteTarget("a"), claude], api="responses")
+    v.add_route(
+        "chat-*",
+        targets=[RouteTarget("a"), RouteTarget("b", upstream_api="chat_completions")],
+        api="responses",
+    )
     demo.save(v)
     return demo
 
@@ -204,6 +209,41 @@ def test_stream_with_headers_but_no_first_event_fails_over(rgw, rvault, fresh) -
     assert [a["error"][:8] for a in row["attempts"][:2]] == ["timeout:"] * 2
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+def test_a_chat_only_target_serves_a_responses_call_through_translation(rgw, rvault, fresh, stream) -> None:
+    fresh.queue_fault("status=503", times=2, match_path="/responses")
+    client = _client(rgw, rvault.keys["alice"])
+    tools = [{"type": "function", "name": "exec_command", "parameters": {"type": "object",
+              "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}]  # fmt: skip
+    if stream:
+        with client.responses.with_streaming_response.create(
+            model="chat-model", input="RUN: echo via-chat", tools=tools, stream=True
+        ) as raw:
+            served = raw.headers["x-codexgate-served-by"]
+            events = [json.loads(line[5:]) for line in raw.iter_lines() if line.startswith("data:")]
+        final = events[-1]["response"]
+        assert events[-1]["type"] == "response.completed"
+    else:
+        raw = client.responses.with_raw_response.create(
+            model="chat-model", input="RUN: echo via-chat", tools=tools
+        )
+        served, final = raw.headers["x-codexgate-served-by"], json.loads(raw.text)
+    assert served == "b#chat"
+    calls = [o for o in final["output"] if o["type"] == "function_call"]
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
+        ("exec_command", {"cmd": "echo via-chat"})
+    ]
+    sent = [r for r in fresh.requests() if r["path"].endswith("/chat/completions")]
+    assert (
+        len(sent) == 1
+        and sent[0]["auth_ok"]
+        and sent[0]["body"]["messages"][-1]["content"] == "RUN: echo via-chat"
+    )
+    row = _served(rgw, final["id"])
+    assert row["attempts"][-1]["upstream_api"] == "chat_completions" and row["outcome"] == "ok"
+    assert row["gen_ai_usage_input_tokens"] == final["usage"]["input_tokens"] > 0
+
+
 def test_client_error_is_not_retried(rgw, rvault, fresh) -> None:
     fresh.queue_fault("status=400", times=1, match_path="/responses")
     client = _client(rgw, rvault.keys["alice"])
@@ -235,6 +275,25 @@ def test_reset_after_first_content_event_ends_with_response_failed(rgw, rvault, 
     assert row["outcome"] == "upstream_error"
     assert row["attempts"][-1]["decision"] == "cut"
     assert row["attempts"][-1]["error"].startswith("stream cut after commit")
+
+
+def test_anthropic_client_gets_an_error_event_when_its_stream_is_cut(rgw, rvault, fresh) -> None:
+    fresh.queue_fault("reset_after_events=4;chunk_delay_ms=100", times=1, match_path="/messages")
+    with httpx.stream(
+        "POST",
+        f"{rgw.base_url}/v1/messages",
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "cut"}],
+        },  # fmt: skip
+        headers={"x-api-key": rvault.keys["alice"], "anthropic-version": "2023-06-01"},
+        timeout=30,
+    ) as r:
+        events = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "error"
+    assert "resend" in events[-1]["error"]["message"]
 
 
 # ------------------------------------------------------------------ the real Codex CLI

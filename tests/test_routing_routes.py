@@ -65,6 +65,11 @@ def test_route_validation() -> None:
     with pytest.raises(VaultError, match="used by route"):
         v.remove_provider("anthropic")  # a fallback target counts as a use
     assert RouteTarget.parse("azure-eu:gpt-5@3") == RouteTarget("azure-eu", "gpt-5", 3.0)
+    assert RouteTarget.parse("openai:llama3#chat") == RouteTarget(
+        "openai", "llama3", upstream_api="chat_completions"
+    )
+    with pytest.raises(VaultError, match="Chat translation"):
+        v.add_route("y-*", targets=[RouteTarget("anthropic", upstream_api="chat_completions")])
 
 
 def test_choice_orders_targets_and_filters_what_cannot_serve_the_api() -> None:

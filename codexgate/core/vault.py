@@ -313,13 +313,15 @@ class RouteTarget:
     connect_timeout_s: float | None = None
     first_byte_timeout_s: float | None = None
     idle_timeout_s: float | None = None
+    upstream_api: str | None = None  # "chat_completions": reach an OpenAI-compatible provider through Chat
 
     def label(self) -> str:
-        return f"{self.provider}:{self.model}" if self.model else self.provider
+        base = f"{self.provider}:{self.model}" if self.model else self.provider
+        return base + ("#chat" if self.upstream_api == "chat_completions" else "")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"provider": self.provider}
-        for name in ("model", "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s"):
+        for name in ("model", "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "upstream_api"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.weight != 1.0:
@@ -338,11 +340,16 @@ class RouteTarget:
             connect_timeout_s=opt("connect_timeout_s"),
             first_byte_timeout_s=opt("first_byte_timeout_s"),
             idle_timeout_s=opt("idle_timeout_s"),
+            upstream_api=str(doc["upstream_api"]) if doc.get("upstream_api") else None,
         )
 
     @classmethod
     def parse(cls, spec: str) -> RouteTarget:
-        """``PROVIDER[:UPSTREAM_MODEL][@WEIGHT]`` as the CLI takes it."""
+        """``PROVIDER[:UPSTREAM_MODEL][@WEIGHT][#chat]`` as the CLI takes it (``#chat``: the
+        provider speaks Chat Completions only; Responses calls are translated)."""
+        upstream_api = None
+        if spec.endswith("#chat"):
+            spec, upstream_api = spec[: -len("#chat")], "chat_completions"
         weight = 1.0
         if "@" in spec:
             spec, _, w = spec.rpartition("@")
@@ -351,7 +358,9 @@ class RouteTarget:
             except ValueError:
                 raise VaultError(f"target weight {w!r} is not a number") from None
         provider, _, model = spec.partition(":")
-        return cls(provider=provider.strip(), model=model.strip() or None, weight=weight)
+        return cls(
+            provider=provider.strip(), model=model.strip() or None, weight=weight, upstream_api=upstream_api
+        )
 
 
 @dataclass
@@ -375,7 +384,9 @@ class Route:
         return [t.provider for t in self.all_targets()]
 
     def describe(self) -> str:
-        arrow = " | ".join(t.label() + (f"@{t.weight:g}" if t.weight != 1.0 else "") for t in self.all_targets())
+        arrow = " | ".join(
+            t.label() + (f"@{t.weight:g}" if t.weight != 1.0 else "") for t in self.all_targets()
+        )
         return arrow if len(self.all_targets()) == 1 else f"{self.strategy}: {arrow}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -882,12 +893,20 @@ class Vault:
                     raise VaultError(f"invalid upstream model {t.model!r}")
                 if not t.weight > 0:
                     raise VaultError(f"target {t.label()}: weight must be positive")
+                if t.upstream_api not in (None, "chat_completions") or (
+                    t.upstream_api and (p.kind == "anthropic" or api not in ("*", "responses"))
+                ):
+                    raise VaultError(
+                        f"target {t.label()}: Chat translation serves Responses calls from OpenAI-style providers"
+                    )
                 if api == "*":
                     continue
                 native = (api == "anthropic_messages") == (p.kind == "anthropic")
                 if not native and p.kind not in TRANSLATABLE_KINDS.get(api, ()):
                     raise VaultError(f"provider {t.provider} ({p.kind}) cannot serve the {api} API")
-            route = Route(model=model, provider=targets[0].provider, api=api, targets=list(targets), strategy=strategy)
+            route = Route(
+                model=model, provider=targets[0].provider, api=api, targets=list(targets), strategy=strategy
+            )
         else:
             if provider is None:
                 raise VaultError("a route needs a provider or at least one target")
