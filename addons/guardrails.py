@@ -127,6 +127,8 @@ def known_values(flow: http.HTTPFlow) -> KnownValues:
     if kv is None:
         kv = flow.metadata[VALUES_KEY] = KnownValues()
     return kv
+
+
 _STAGES = {"pre": "input", "async": "input", "stream": "output", "store": "input"}
 
 

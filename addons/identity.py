@@ -27,6 +27,7 @@ from codexgate.core.vault import AuthError
 
 log = logging.getLogger("codexgate.identity")
 
+
 class Identity:
     def __init__(self, holder: VaultHolder) -> None:
         self.holder = holder

@@ -285,11 +285,11 @@ def test_plain_and_gzip_bodies_still_served(gw, fc_vault) -> None:
 
 
 def test_redacted_mode_stores_no_secret_anywhere(gw, sim, fc_vault) -> None:
-    secrets = {
-        "openai": "sk-proj-" + "Q" * 40,
-        "aws": "AKIAABCDEFGHIJKLMNOP",
+    secrets = {  # realistic values: the engine ignores documentation domains and low-entropy keys
+        "openai": "sk-proj-Hq3vN8xR2mT7kL9pW4zY6bC1dF5gJ0aS-Uo8iE3rQ7tX2vB9nM4",
+        "aws": "AKIAQ3EGRVYUXW4LM7PA",
         "gateway": fc_vault.keys["alice"],
-        "mail": "jane.doe@example.org",
+        "mail": "jane.doe@corpmail.io",
     }
     content = json.dumps(
         {"model": "gpt-5-codex", "input": f"keys {secrets['openai']} {secrets['aws']} mail {secrets['mail']}"}
