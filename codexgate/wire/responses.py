@@ -36,9 +36,12 @@ def usage(u: Any) -> Usage | None:
     """``usage`` of a response object (input includes cached, output includes reasoning)."""
     if not isinstance(u, dict):
         return None
+    details = as_dict(u.get("input_tokens_details"))
     return Usage(
         input_tokens=as_int(u.get("input_tokens")),
-        cache_read_tokens=as_int(as_dict(u.get("input_tokens_details")).get("cached_tokens")),
+        cache_read_tokens=as_int(details.get("cached_tokens")),
+        # not sent by OpenAI; the Anthropic translation fills it, so cache writes are priced as such
+        cache_creation_tokens=as_int(details.get("cache_creation_tokens")),
         output_tokens=as_int(u.get("output_tokens")),
         reasoning_tokens=as_int(as_dict(u.get("output_tokens_details")).get("reasoning_tokens")),
     )
