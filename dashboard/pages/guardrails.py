@@ -8,7 +8,7 @@ import polars as pl
 import streamlit as st
 
 from analytics.access import ViewerScope
-from dashboard import auth, data
+from dashboard import auth, charts, data
 
 # split label -> (group-by dimension for the query or None, column of the result)
 SPLITS: dict[str, tuple[str | None, str]] = {
@@ -71,11 +71,16 @@ def render() -> None:
     bucket = data.bucket_for(since, until)
     over_time = data.run("outcomes_over_time", scope, bucket=bucket, since=since, until=until)
     st.subheader(f"Flagged and blocked calls per {bucket}")
-    st.bar_chart(over_time.select("bucket", "guardrail_flagged", "guardrail_blocked"), x="bucket")
+    series = {"guardrail_flagged": "flagged", "guardrail_blocked": "blocked"}
+    frame = charts.fill_buckets(over_time, since, until, bucket, list(series))
+    charts.show(charts.stacked_over_time(frame, series, "calls", ["#ef6c00", "#c62828"]))
 
     split = st.radio("Findings over time, split by", list(SPLITS), horizontal=True, key="guardrails_split")
     st.subheader(f"Findings over time by {split}")
-    st.bar_chart(findings_over_time(scope, since, until, SPLITS[split]), x="start", y="findings", color=split)
+    found = findings_over_time(scope, since, until, SPLITS[split])
+    if found.height:  # a categorical time axis: one day or one call still draws a full bar
+        found = found.sort("start").with_columns(pl.col("start").dt.strftime("%b %d %H:%M").alias("when"))
+        st.bar_chart(found, x="when", y="findings", color=split, x_label="", y_label="findings")
 
     left, right = st.columns(2)
     with left:
