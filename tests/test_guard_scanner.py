@@ -12,6 +12,7 @@ import logging
 import secrets
 import string
 import subprocess
+import sys
 
 import pytest
 
@@ -280,14 +281,30 @@ def test_banned_terms(scanner: GuardScanner) -> None:
     assert none.hits == [] and none.items_scanned == 1  # a different term list is a different verdict
 
 
-def test_process_pool_gives_the_same_verdicts(engine: GuardEngine) -> None:
+_POOL_CHECK = """
+import json, sys
+from codexgate.guard.engine import GuardEngine
+from codexgate.guard.scanner import GuardScanner
+items = json.loads(sys.stdin.read())
+engine = GuardEngine()
+threads = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128)
+procs = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128, processes=True)
+try:
+    a, b = threads.scan(items, budget_s=60), procs.scan(items, budget_s=60)
+    print(json.dumps({"same": a.hits == b.hits, "entities": sorted({ih.hit.entity for ih in b.hits})}))
+finally:
+    threads.close()
+    procs.close()
+"""
+
+
+def test_process_pool_gives_the_same_verdicts() -> None:
+    """In a fresh interpreter, as the gateway would start it (the test process has run hundreds
+    of other tests' threads and children by now, which says nothing about the pool)."""
     items = [msg("user", "x"), output("c", f"key {aws_key()} mail {email()}\n" + code_text(60, 3))]
-    threads = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128)
-    procs = GuardScanner(engine, workers=1, chunk_chars=1024, overlap=128, processes=True)
-    try:
-        a = threads.scan(items, budget_s=60)
-        b = procs.scan(items, budget_s=60)
-        assert a.hits == b.hits and {ih.hit.entity for ih in b.hits} == {"AWS_ACCESS_KEY", "EMAIL_ADDRESS"}
-    finally:
-        threads.close()
-        procs.close()
+    proc = subprocess.run(
+        [sys.executable, "-c", _POOL_CHECK], input=json.dumps(items), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"same": True, "entities": ["AWS_ACCESS_KEY", "EMAIL_ADDRESS"]}
