@@ -35,6 +35,7 @@ from typing import Any
 from codexgate.admin.audit import AuditError, AuditLog, default_anchor, default_audit_dir
 from codexgate.admin.roles import BREAK_GLASS
 from codexgate.admin.store import EditContext, VaultStore
+from codexgate.admin.views import provider_view
 from codexgate.cli import CliError
 from codexgate.core.vault import (
     BUDGET_PERIODS,
@@ -531,24 +532,12 @@ def run_provider_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _provider_row(p: ProviderCredential) -> dict[str, Any]:
-    return {
-        "name": p.name,
-        "kind": p.kind,
-        "base_url": p.base_url,
-        "api_version": p.api_version,
-        "hosts": list(p.hosts or []),
-        "default": p.default,
-        "fingerprint": p.fingerprint(),
-    }
-
-
 @cli_errors
 def run_provider_list(args: argparse.Namespace) -> int:
     if admin_url(args):
         rows = api_request(args, "GET", "/v1/providers")
     else:
-        rows = [_provider_row(p) for p in sorted(_read(args).providers.values(), key=lambda p: p.name)]
+        rows = [provider_view(p) for p in sorted(_read(args).providers.values(), key=lambda p: p.name)]
     if args.json:
         _print_json(rows)
         return 0
