@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +18,8 @@ from codexgate.core.vault import Vault
 from codexgate.limits.config import levels_for_key
 from codexgate.limits.estimate import Estimate
 from codexgate.limits.ledger import Reservation, open_ledger
-from tests.helpers.codex import CodexRun
-from tests.helpers.gateway import CODEX, DemoVault, Gateway, codex_available, start_gateway
+from tests.helpers.codex import CodexRun, run_codex
+from tests.helpers.gateway import DemoVault, Gateway, codex_available, start_gateway
 from tests.helpers.limits import add_key, key_rows
 
 pytestmark = pytest.mark.skipif(not codex_available(), reason="the Codex CLI is not installed (.tools/codex)")
@@ -38,21 +36,7 @@ def gw(module_tmp: Path, vault: DemoVault) -> Iterator[Gateway]:
 
 def codex(tmp: Path, gw: Gateway, key: str, prompt: str = "say hi", timeout: float = 120) -> tuple[CodexRun, Path]:
     """``codex exec --json`` with Codex's default retries; returns the run and its CODEX_HOME."""
-    home = tmp / "codex-home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        'model = "gpt-5-codex"\nmodel_provider = "codexgate"\n[model_providers.codexgate]\nname = "codexgate"\n'
-        f'base_url = "{gw.base_url}/v1"\nenv_key = "CODEXGATE_KEY"\nwire_api = "responses"\n'
-    )
-    work = tmp / "work"
-    work.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and k != "OPENAI_API_KEY"}
-    env.update({"CODEX_HOME": str(home), "CODEXGATE_KEY": key, "HOME": str(tmp), "NO_COLOR": "1"})
-    cmd = [str(CODEX), "exec", "--skip-git-repo-check", "--json", "-c", "analytics.enabled=false",
-           "-c", "features.plugins=false", prompt]
-    p = subprocess.run(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-    events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    return CodexRun(p.returncode, events, p.stdout, p.stderr), home
+    return run_codex(tmp, f"{gw.base_url}/v1", key, prompt, timeout=timeout, retries=None), tmp / "codex-home"
 
 
 def rate_limit_snapshots(home: Path) -> list[dict]:

@@ -14,7 +14,6 @@ fallback to the Anthropic target (``/v1/messages``) never meets them.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -28,7 +27,8 @@ import pytest
 from codexgate.cli import launch
 from codexgate.core.vault import ProviderCredential, RouteTarget
 from tests.conftest import read_traces
-from tests.helpers.gateway import CODEX, Gateway, codex_available, make_vault
+from tests.helpers.codex import run_codex
+from tests.helpers.gateway import Gateway, codex_available, make_vault
 from tests.helpers.redis import REDIS_SERVER, redis_server
 from tests.helpers.redis import SKIP_REASON as REDIS_SKIP
 from tests.helpers.sim import SimProvider
@@ -302,42 +302,9 @@ def test_anthropic_client_gets_an_error_event_when_its_stream_is_cut(rgw, rvault
 def _run_codex(
     tmp: Path, base_url: str, key: str, prompt: str, model: str = "gpt-5-codex"
 ) -> tuple[int, list]:
-    """Codex with its own retries on (the stock helper turns them off)."""
-    home = tmp / "codex-home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        f'model = "{model}"\nmodel_provider = "codexgate"\n[model_providers.codexgate]\n'
-        f'name = "codexgate"\nbase_url = "{base_url}"\nenv_key = "CODEXGATE_KEY"\nwire_api = "responses"\n'
-        "request_max_retries = 2\nstream_max_retries = 2\n"
-    )
-    work = tmp / "work"
-    work.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and k != "OPENAI_API_KEY"}
-    env.update({"CODEX_HOME": str(home), "CODEXGATE_KEY": key, "HOME": str(tmp), "NO_COLOR": "1"})
-    cmd = [
-        str(CODEX),
-        "exec",
-        "--skip-git-repo-check",
-        "-s",
-        "workspace-write",
-        "--json",
-        "-c",
-        "analytics.enabled=false",
-        "-c",
-        "features.plugins=false",
-        prompt,
-    ]
-    proc = subprocess.run(
-        cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
-    )
-    events = []
-    for line in proc.stdout.splitlines():
-        if line.strip().startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass
-    return proc.returncode, events
+    """Codex with its own retries on (the gateway's cut and fallback are what it retries)."""
+    run = run_codex(tmp, base_url, key, prompt, model=model, timeout=240, retries=2)
+    return run.returncode, run.events
 
 
 needs_codex = pytest.mark.skipif(

@@ -37,7 +37,11 @@ def run_codex(
     model: str = "gpt-5-codex",
     timeout: float = 180,
     extra_env=None,
+    retries: int | None = 0,
 ) -> CodexRun:
+    """``codex exec --json`` against ``base_url`` (``None``: Codex's built-in provider). ``retries``
+    sets Codex's request and stream retries (0, the default here, makes failures show at once;
+    ``None`` keeps Codex's own defaults). Its CODEX_HOME is ``tmp / "codex-home"``."""
     home = tmp / "codex-home"
     home.mkdir(parents=True, exist_ok=True)
     if base_url is None:  # Codex's built-in openai provider (forward-proxy mode)
@@ -51,9 +55,9 @@ def run_codex(
             f'base_url = "{base_url}"\n'
             'env_key = "CODEXGATE_KEY"\n'
             'wire_api = "responses"\n'
-            "request_max_retries = 0\n"
-            "stream_max_retries = 0\n"
         )
+        if retries is not None:
+            config += f"request_max_retries = {retries}\nstream_max_retries = {retries}\n"
     (home / "config.toml").write_text(config)
     work = tmp / "work"
     work.mkdir(exist_ok=True)
