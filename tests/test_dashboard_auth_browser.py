@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +25,7 @@ import pytest
 from aiohttp import web
 from websockets.sync.client import connect as ws_connect
 
+from codexgate.cli import launch
 from tests.test_dashboard_auth import make_vault
 from tests.test_dashboard_browser import CHROMIUM, free_port
 
@@ -149,38 +149,11 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     log = tmp / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "dashboard" / "app.py"),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.3)
+        proc = launch.start_dashboard_process(port, env, log)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield port
     finally:
         proc.terminate()

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from analytics.access import ViewerScope
 from analytics.db import TraceStore
 from analytics.sessions import list_sessions, replay_steps, session_calls
 from analytics.synth import write_dataset
+from codexgate.cli import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -52,39 +52,12 @@ def dashboard(traces: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "dashboard" / "app.py"),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    try:
+        proc = launch.start_dashboard_process(port, env, log)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.3)
         yield url
     finally:
         proc.terminate()
@@ -218,28 +191,12 @@ def demo_dashboard(demo_data: tuple[Path, str], tmp_path_factory: pytest.TempPat
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     log = tmp_path_factory.mktemp("streamlit-demo") / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless",
-             "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    try:
+        proc = launch.start_dashboard_process(port, env, log)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("streamlit did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.3)
         yield url
     finally:
         proc.terminate()

@@ -149,3 +149,25 @@ def stop(proc: subprocess.Popen, sig: str = "term", timeout: float = 15) -> None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def start_dashboard_process(
+    port: int, env: Mapping[str, str], log_path: Path, timeout: float = 60.0
+) -> subprocess.Popen:
+    """``streamlit run dashboard/app.py`` on loopback ``port``; waits until its health check
+    answers. ``env`` is added to this process's (proxy-free) environment."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"]  # fmt: skip
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(env), stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2, trust_env=False).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("streamlit did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+        time.sleep(0.3)
