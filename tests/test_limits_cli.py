@@ -19,37 +19,7 @@ from codexgate.limits.config import Settings, config_of, levels_for_key
 from codexgate.limits.estimate import estimate_call
 from codexgate.limits.ledger import Reservation
 from codexgate.limits.sqlite_ledger import SqliteLedger
-
-REPO = Path(__file__).resolve().parents[1]
-CODEXGATE = str(REPO / ".venv" / "bin" / "codexgate")
-
-
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.vault = root / "data" / "vault" / "vault.enc"
-        self.key_file = root / "secrets" / "vault.key"
-        self.ledger = root / "data" / "ledger" / "ledger.sqlite3"
-
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CODEXGATE_")}
-        env.update(CODEXGATE_VAULT=str(self.vault), CODEXGATE_VAULT_KEY_FILE=str(self.key_file),
-                   CODEXGATE_LEDGER=str(self.ledger))
-        r = subprocess.run([CODEXGATE, *args], cwd=self.root, env=env, capture_output=True, text=True, timeout=60)
-        if ok:
-            assert r.returncode == 0, r.stdout + r.stderr
-        return r
-
-    def load(self) -> Vault:
-        return Vault.load(self.vault, load_secret(self.key_file))
-
-
-def one_line_error(r: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert r.returncode != 0, r.stdout
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codexgate: error: "), r.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
+from tests.helpers.cli import CODEXGATE, Cli, one_line_error
 
 
 @pytest.fixture(scope="module")
