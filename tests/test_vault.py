@@ -1,5 +1,5 @@
 """The vault module directly: encryption and file format, atomic saves (failed and killed
-writers), authentication semantics with explicit clocks, input validation, load speed."""
+writers), authentication semantics with explicit clocks, input validation, a vault of 1,000 keys."""
 
 from __future__ import annotations
 
@@ -610,12 +610,15 @@ def test_sigkilled_writer_never_leaves_a_partial_vault(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- speed and threads
 
 
-def test_a_vault_of_1000_keys_loads_in_well_under_100_ms(vault_file: tuple[Path, bytes]) -> None:
+def test_a_vault_of_1000_keys_round_trips_and_every_key_authenticates(vault_file: tuple[Path, bytes]) -> None:
+    """Size, not speed: 1,000 keys (100 of them rotated) survive a save and a load, and every
+    plain key authenticates to its own entry. Load and authenticate timings are printed by
+    ``bench/vault_bench.py``, not asserted here."""
     path, secret = vault_file
     v = make_vault()
-    plains = []
+    plains: dict[str, str] = {}
     for i in range(1000):
-        _, plain = v.create_key(
+        entry, plain = v.create_key(
             org="acme",
             team="platform" if i % 2 else "mobile",
             project=f"p{i % 7}",
@@ -624,27 +627,14 @@ def test_a_vault_of_1000_keys_loads_in_well_under_100_ms(vault_file: tuple[Path,
             expires_at=NOW + timedelta(days=i + 1),
             tags={"cost_center": f"cc-{i % 13}", "ticket": f"T-{i}"},
         )
-        plains.append(plain)
+        plains[entry.key_id] = plain
     for kid in list(v.keys)[:100]:
         v.rotate_key(kid, NOW)
     v.save(path, secret)
-    timings = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        loaded = Vault.load(path, secret)
-        timings.append(time.perf_counter() - t0)
-    best, worst = min(timings), max(timings)
-    print(
-        f"\nvault with 1000 keys ({path.stat().st_size} bytes): load best {best * 1000:.1f} ms, worst {worst * 1000:.1f} ms"
-    )
+    loaded = Vault.load(path, secret)
     assert len(loaded.keys) == 1000
-    assert best < 0.2 and worst < 0.5
-    t0 = time.perf_counter()
-    for plain in plains:
-        loaded.authenticate(plain, NOW)
-    per_auth = (time.perf_counter() - t0) / len(plains)
-    print(f"authenticate: {per_auth * 1e6:.1f} µs per key")
-    assert per_auth < 0.001
+    for kid, plain in plains.items():
+        assert loaded.authenticate(plain, NOW).key_id == kid
 
 
 def test_load_is_safe_from_many_threads(vault_file: tuple[Path, bytes]) -> None:
