@@ -10,7 +10,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from codexgate.wire import input_items, instructions_text, item_digest
+from codexgate.wire import input_items, instructions_text, item_digest, item_digests
 from codexgate.wire.codex import CodexContext, InputDelta, SessionTracker, context_from_headers
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "input_items",
     "instructions_text",
     "item_digest",
+    "item_digests",
 ]
 
 

@@ -63,6 +63,8 @@ class Request:
     codex: CodexContext = field(default_factory=CodexContext)
     delta: InputDelta | None = None
     new_items: list[Any] | None = None
+    items: list[Any] = field(default_factory=list)  # the body's input items, in order
+    content_digests: list[str] = field(default_factory=list)  # wire.content_digest of each item, once per call
     instructions_hash: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     passthrough: bool = False  # an unknown endpoint forwarded without credentials (if configured)

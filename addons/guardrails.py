@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mitmproxy import http
@@ -414,7 +414,7 @@ class Guardrails:
         items_key, items, instr_key, instructions = call
         session = session_of(state)
         outcome = await self.guard.check_request(
-            policy, session_id=session, items=items, digests=None, instructions=instructions,
+            policy, session_id=session, items=items, digests=known_digests(state, items), instructions=instructions,
             body_bytes=state.request.size,
         )
         state.verdict.guardrail_findings.extend(finding_row(f) for f in outcome.findings)
@@ -465,11 +465,23 @@ class Guardrails:
         """The ``async``-stage check (alongside the forwarded call); its findings' values are
         then masked in the stored body too."""
         _, items, _, instructions = call
-        found = await self.guard.check_async(policy, items=items, digests=None, instructions=instructions)
+        found = await self.guard.check_async(
+            policy, items=items, digests=known_digests(state, items), instructions=instructions
+        )
         if found:
             known_values(flow).add_from_items(found, items, instructions)
             await self._store_redacted(state, call, [*pre, *found], session)
         return found
+
+
+def known_digests(state: FlowState, items: Sequence[Any]) -> list[str] | None:
+    """Intake's content digests when ``items`` are the very items intake hashed (the common
+    case: a Responses ``input`` list), so no control hashes an item twice; else None (the
+    engine hashes them itself)."""
+    mine = state.request.items
+    if len(mine) == len(items) and all(a is b for a, b in zip(mine, items, strict=True)):
+        return state.request.content_digests
+    return None
 
 
 def session_of(state: FlowState) -> str:

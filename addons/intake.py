@@ -58,7 +58,8 @@ class ParsedBody:
     body: dict[str, Any] | None
     text: str | None
     items: list[Any]
-    digests: list[str]
+    digests: list[str]  # identity digests (session deltas)
+    content_digests: list[str]  # content digests (guardrail cache), each item hashed once
     instructions_hash: str | None
     decoded_bytes: int
 
@@ -100,11 +101,13 @@ def parse_request(
         raise BodyRejected(400, "invalid_json", "codexgate: this endpoint needs a JSON body.")
     items = codex_session.input_items(api, body)
     instructions = codex_session.instructions_text(api, body)
+    contents, digests = codex_session.item_digests(items)
     return ParsedBody(
         body,
         text,
         items,
-        [codex_session.item_digest(it) for it in items],
+        digests,
+        contents,
         hashlib.sha256(instructions.encode()).hexdigest() if instructions is not None else None,
         len(data),
     )
@@ -283,6 +286,7 @@ class Intake:
             return
         state.request.codex = codex_session.from_request(req, body)
         state.request.instructions_hash = parsed.instructions_hash
+        state.request.items, state.request.content_digests = parsed.items, parsed.content_digests
         if state.request.shape.is_model_call:
             state.request.delta = self.sessions.observe(state.request.codex.grouping_key, parsed.digests)
             state.request.new_items = parsed.items[state.request.delta.new_start :]

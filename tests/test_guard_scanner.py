@@ -17,11 +17,12 @@ import sys
 import pytest
 
 from codexgate.guard.engine import GuardEngine
-from codexgate.guard.items import item_digest, item_parts
+from codexgate.guard.items import item_parts
 from codexgate.guard.limits import BannedTermsRecognizer
 from codexgate.guard.policy import Policy, PolicyError, Rule, from_section, resolve, to_section
 from codexgate.guard.redact import Redactor, SessionPlaceholders
 from codexgate.guard.scanner import GuardScanner, OutputScanner, VerdictCache, evaluate
+from codexgate.wire.common import content_digest
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -75,7 +76,7 @@ def test_second_call_scans_only_new_items(scanner: GuardScanner) -> None:
     instructions = "You are Codex, a coding agent.\n" * 500  # ~16 KB, constant
     history = [msg("developer", "<environment_context>cwd=/repo</environment_context>"), msg("user", "fix the bug"),
                call("c1", "cat app.py"), output("c1", code_text(200, 1))]
-    first = scanner.scan(history, [item_digest(i) for i in history], instructions=instructions, budget_s=30)
+    first = scanner.scan(history, [content_digest(i) for i in history], instructions=instructions, budget_s=30)
     assert first.items_scanned == len(history) + 1  # + instructions
     assert first.items_cached == 0 and not first.incomplete
     chunks_after_first = scanner.stats.chunks_scanned

@@ -5,8 +5,10 @@ Invariants:
   encoding, a byte-order mark, UTF-16/32, nesting deeper than ``max_depth``, input larger
   than ``max_bytes``, numbers Python cannot hold, duplicate-key tricks — all become one
   ``UntrustedJSONError`` with a reason that never quotes the input.
-- Nesting is checked *before* the recursive parser runs, by a linear scan that skips
-  string contents, so a 1,000-level document cannot reach ``RecursionError``.
+- Parsing is orjson's (C, no Python recursion; it refuses nesting past 1,024 levels itself),
+  then the parsed tree's depth is checked level by level against ``max_depth``, so no later
+  recursive walker over the document can reach ``RecursionError``. Numbers orjson cannot hold
+  as a 64-bit integer or a finite double, ``NaN``/``Infinity`` and lone surrogates are refused.
 - JSON text may be UTF-8 (with or without a BOM), UTF-16 or UTF-32 (RFC 8259 §8.1 says
   UTF-8, RFC 7159 allowed the others); the encoding is detected from the first bytes.
 """
@@ -14,8 +16,9 @@ Invariants:
 from __future__ import annotations
 
 import codecs
-import json
 from typing import Any
+
+import orjson
 
 DEFAULT_MAX_DEPTH = 64
 
@@ -67,49 +70,41 @@ def decode_text(raw: bytes, max_bytes: int | None = None) -> str:
         raise UntrustedJSONError(f"body is not valid {codec.upper()} text") from None
 
 
-def nesting_depth(text: str, limit: int) -> int:
-    """Deepest nesting of arrays/objects in ``text``, stopping as soon as it exceeds ``limit``
-    (string contents, including escaped quotes, are skipped). Linear in ``len(text)``."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif ch in "]}":
-            depth -= 1
-    return deepest
+_CONTAINERS = (dict, list)
 
 
-def _reject_constant(name: str) -> Any:
-    raise UntrustedJSONError(f"{name} is not valid JSON")
+def tree_depth(doc: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` is 1), stopping as soon as it
+    exceeds ``limit``. Iterative, one level at a time: no recursion, linear in the containers."""
+    level = [doc] if type(doc) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        below: list[Any] = []
+        for node in level:
+            below += [v for v in (node.values() if type(node) is dict else node) if type(v) in _CONTAINERS]
+        level = below
+    return depth
 
 
 def loads_text(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, max_chars: int | None = None) -> Any:
     """Parse JSON text with bounded size and depth."""
     if max_chars is not None and len(text) > max_chars:
         raise UntrustedJSONError(f"JSON longer than {max_chars} characters")
-    if nesting_depth(text, max_depth) > max_depth:
-        raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except UntrustedJSONError:
-        raise
-    except (ValueError, RecursionError, OverflowError, MemoryError) as exc:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        deep = "depth" in str(exc)  # orjson's own 1,024-level stop
+        raise UntrustedJSONError(
+            f"JSON nested deeper than {max_depth} levels" if deep else "not valid JSON"
+        ) from None
+    except (ValueError, MemoryError, TypeError) as exc:
         raise UntrustedJSONError(f"not valid JSON ({type(exc).__name__})") from None
+    if tree_depth(doc, max_depth) > max_depth:
+        raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels")
+    return doc
 
 
 def loads_bounded(

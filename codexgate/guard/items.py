@@ -8,8 +8,6 @@ same paths. Encrypted reasoning (``encrypted_content``) and non-text fields are 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,12 +85,6 @@ def item_parts(item: Mapping[str, Any]) -> list[tuple[Path, str]]:
     elif kind == "reasoning":  # the readable summary only; encrypted_content is opaque
         _content_parts(item.get("summary"), ("summary",), out)
     return out
-
-
-def item_digest(item: Any) -> str:
-    """sha256 of the item's canonical JSON (sorted keys, compact) — the trace code's digest."""
-    raw = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def replace_parts(item: Mapping[str, Any], new_texts: Mapping[int, str]) -> dict[str, Any]:

@@ -32,9 +32,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codexgate.guard.engine import INJECTION, LIMITS, TEXT_DETECTORS, GuardEngine, Hit, merge_hits
-from codexgate.guard.items import INSTRUCTIONS, TOOL_OUTPUT, item_digest, item_kind, item_parts
+from codexgate.guard.items import INSTRUCTIONS, TOOL_OUTPUT, item_kind, item_parts
 from codexgate.guard.limits import BannedTermsRecognizer, check_call_limits
 from codexgate.guard.policy import Policy
+from codexgate.wire.common import content_digest
 
 INSTRUCTIONS_INDEX = -1  # item_index of findings in the top-level ``instructions`` / call-level checks
 
@@ -244,7 +245,7 @@ class GuardScanner:
         deadline = t0 + budget_s
         detectors = tuple(d for d in detectors if d in TEXT_DETECTORS)
         if digests is None:
-            digests = [item_digest(it) for it in items]
+            digests = [content_digest(it) for it in items]
         if len(digests) != len(items):
             raise ValueError("digests and items differ in length")
         banned_key: BannedKey | None = None

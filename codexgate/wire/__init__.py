@@ -21,6 +21,7 @@ from codexgate.wire.common import (
     error_fields,
     instruction_values,
     item_digest,
+    item_digests,
 )
 from codexgate.wire.common import instructions_text as _instructions_text
 from codexgate.wire.sse import SseEvent, SseParser
@@ -40,6 +41,7 @@ __all__ = [
     "instruction_values",
     "instructions_text",
     "item_digest",
+    "item_digests",
     "reassemble",
     "reassembler",
 ]

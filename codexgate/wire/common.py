@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from codexgate.core.usage import Usage
 from codexgate.wire.sse import SseEvent
@@ -69,19 +72,36 @@ def error_fields(err: Any, default: str) -> tuple[str, str | None]:
     return kind, as_str(e.get("message"))
 
 
-def item_digest(item: Any) -> str:
+def content_digest(item: Any) -> str:
+    """Hash of an item's content: its canonical JSON (sorted keys, compact, UTF-8) through
+    blake2b-96. The one content identity every control shares (guardrail scan cache, session
+    deltas); computed once per call at intake. Never raises."""
+    try:
+        raw = orjson.dumps(item, option=orjson.OPT_SORT_KEYS, default=str)
+    except (orjson.JSONEncodeError, TypeError):  # deeper than orjson's 254 levels, or odd keys
+        try:
+            raw = json.dumps(item, sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+        except (ValueError, TypeError, RecursionError):
+            raw = b"\x00unserialisable:" + type(item).__name__.encode()
+    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+
+
+def item_digest(item: Any, content: str | None = None) -> str:
     """Identity of an input item across resends: ``type:id`` when it carries a string id (or
-    call id), else a hash of its content. Tool outputs are always identified by content, since
-    they share the call id of the call they answer. Never raises."""
+    call id), else its ``content_digest`` (pass ``content`` when already computed). Tool
+    outputs are always identified by content, since they share the call id of the call they
+    answer. Never raises."""
     if isinstance(item, dict):
         ident = as_str(item.get("id")) or as_str(item.get("call_id"))
         if ident and item.get("type") not in TOOL_OUTPUT_TYPES:
             return f"{item.get('type')}:{ident}"
-    try:
-        raw = json.dumps(item, sort_keys=True, default=str).encode()
-    except (ValueError, TypeError, RecursionError):
-        raw = b"\x00unserialisable:" + type(item).__name__.encode()
-    return hashlib.blake2b(raw, digest_size=12).hexdigest()
+    return content if content is not None else content_digest(item)
+
+
+def item_digests(items: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """(content digests, identity digests) of a call's input items, each item hashed once."""
+    contents = [content_digest(it) for it in items]
+    return contents, [item_digest(it, c) for it, c in zip(items, contents, strict=True)]
 
 
 def dumps_instruction(value: Any) -> str:
