@@ -18,6 +18,7 @@ Layer: imports only the standard library and ``redis`` (no gateway code).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,7 +50,8 @@ class _Circuit:
     opened_at: float | None = None
     probing: bool = False
     consecutive: int = 0
-    calls: list[tuple[float, bool]] = field(default_factory=list)
+    calls: deque[tuple[float, bool]] = field(default_factory=deque)  # in the window, oldest first
+    failed: int = 0  # failures among ``calls``
 
 
 class MemoryStore:
@@ -83,18 +85,22 @@ class MemoryStore:
                 else:
                     c.opened_at = now
             return
-        c.calls = [(t, r) for t, r in c.calls if now - t < cfg.window_s]
-        c.calls.append((now, ok))
+        calls = c.calls
+        while calls and now - calls[0][0] >= cfg.window_s:  # O(1) amortised per call
+            c.failed -= not calls.popleft()[1]
+        calls.append((now, ok))
+        c.failed += not ok
         c.consecutive = 0 if ok else c.consecutive + 1
-        if _should_open(c.consecutive, [r for _, r in c.calls], cfg):
-            c.opened_at, c.probing, c.consecutive, c.calls = now, False, 0, []
+        if _should_open(c.consecutive, len(calls), c.failed, cfg):
+            c.opened_at, c.probing, c.consecutive, c.failed = now, False, 0, 0
+            calls.clear()
 
 
-def _should_open(consecutive: int, results: list[bool], cfg: BreakerConfig) -> bool:
+def _should_open(consecutive: int, calls: int, failed: int, cfg: BreakerConfig) -> bool:
     if cfg.failures > 0 and consecutive >= cfg.failures:
         return True
-    if cfg.ratio > 0 and len(results) >= max(1, cfg.min_calls):
-        return results.count(False) / len(results) >= cfg.ratio
+    if cfg.ratio > 0 and calls >= max(1, cfg.min_calls):
+        return failed / calls >= cfg.ratio
     return False
 
 
