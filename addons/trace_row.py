@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from addons.reassembly import Reassembled
 from addons.stored_headers import headers_json
 from codexgate.core import schema
 from codexgate.core.pricing import PRICE_SOURCE, PRICE_VERSION, price
+from codexgate.core.safejson import dumps_text
 from codexgate.core.schema import SCHEMA_VERSION
 
 _PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
@@ -103,7 +103,7 @@ def build_row(
         scrub = scrub_json = value_mask(flow, state, privacy_.guard)
     # a stream a guardrail cut for what it emitted: none of its output is stored
     keep_output = keep and not any(f.get("stage") == "output" and f.get("action") == "blocked" for f in findings)
-    response_body = json.dumps(result.response) if (result and result.response is not None) else None
+    response_body = dumps_text(result.response) if (result and result.response is not None) else None
     tool_calls = list(result.tool_calls) if result else None
     if tool_calls and not keep_output:
         tool_calls = [{**c, "arguments": None} for c in tool_calls]
@@ -209,7 +209,7 @@ def build_row(
         "call_index": state.request.delta.call_index if state.request.delta else None,
         "input_item_count": state.request.delta.item_count if state.request.delta else None,
         "new_input_start": state.request.delta.new_start if state.request.delta else None,
-        "new_input_items": cap(state.record.stored_new_items or scrub(json.dumps(state.request.new_items)))
+        "new_input_items": cap(state.record.stored_new_items or scrub(dumps_text(state.request.new_items)))
         if (keep and state.request.new_items is not None)
         else None,
         "instructions_hash": state.request.instructions_hash,

@@ -16,13 +16,13 @@ Parquet conversion in its thread). If the spool cannot be written the gateway ke
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from mitmproxy import ctx, exceptions, http
 
 from addons import privacy
@@ -299,8 +299,8 @@ class Tracing:
         self, flow: http.HTTPFlow, state: FlowState, content: bytes, status: int, client_gone: bool = False
     ) -> None:
         try:
-            body = json.loads(content) if content else None
-        except ValueError:
+            body = orjson.loads(content) if content else None
+        except ValueError:  # orjson.JSONDecodeError included
             body = None
         result: Reassembled = from_json_body(
             state.request.shape.api, body if isinstance(body, dict) else None

@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import codecs
+import json
 from typing import Any
 
 import orjson
@@ -118,3 +119,13 @@ def loads_bounded(
         if max_bytes is not None and len(text) > max_bytes:
             raise UntrustedJSONError(f"JSON larger than {max_bytes} bytes")
     return loads_text(text, max_depth=max_depth)
+
+
+def dumps_text(value: Any) -> str:
+    """Compact JSON text of a parsed value (orjson; UTF-8 as is, not ``\\u`` escapes). Falls
+    back to ``json`` for what orjson refuses (lone surrogates, nesting past 254 levels, ints
+    past 64 bits), so it never raises on anything ``json.loads`` produced."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, default=str)
