@@ -1,5 +1,5 @@
 """Which vault providers serve a call, in order: explicit route header, the vault's route rules
-(ordered targets, fallback or weighted load balancing), the intercepted host (forward-proxy
+(ordered targets, fallback or weighted load balancing, nestable one level), the intercepted host (forward-proxy
 mode), then the default provider of the API family.
 
 Invariant: every ``Target`` of a choice can serve the client's API, natively or through a
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from codexgate.core.vault import TRANSLATABLE_KINDS, ProviderCredential, RouteTarget, Vault
+from codexgate.core.vault import TRANSLATABLE_KINDS, ProviderCredential, RouteGroup, RouteTarget, Vault
 
 ROUTE_HEADER = "x-codexgate-route"
 
@@ -36,6 +37,11 @@ class Target:
     model: str | None = None  # upstream model name; None keeps the client's
     translate: str | None = None  # None (same API) or the provider API to translate to ("anthropic", "chat")
     spec: RouteTarget | None = None  # the vault entry (weight, per-target timeouts)
+    # set when the target is a member of a nested group: the group's index among the route's
+    # entries, its strategy and its weight (targets of one group are adjacent in a choice)
+    group: int | None = None
+    group_strategy: str = "fallback"
+    group_weight: float = 1.0
 
     @property
     def label(self) -> str:
@@ -70,19 +76,50 @@ def _single(p: ProviderCredential, route: str) -> RouteChoice:
     return RouteChoice(p, route, targets=(Target(p),))
 
 
-def order(targets: tuple[Target, ...], strategy: str, rng: random.Random | None = None) -> list[Target]:
-    """The order to try ``targets`` in: as listed (fallback) or a weighted random permutation
-    (loadbalance; Efraimidis-Spirakis keys, so a target of weight 2 comes first twice as often
-    as one of weight 1)."""
-    if strategy != "loadbalance" or len(targets) < 2:
-        return list(targets)
+def _weighted(
+    items: list, strategy: str, weight: Callable[[object], float], rng: random.Random | None
+) -> list:
+    """``items`` as listed (fallback) or in a weighted random permutation (loadbalance;
+    Efraimidis-Spirakis keys, so an item of weight 2 comes first twice as often as one of 1)."""
+    if strategy != "loadbalance" or len(items) < 2:
+        return list(items)
     r = rng or random
     keyed = []
-    for t in targets:
-        w = t.spec.weight if t.spec is not None and t.spec.weight > 0 else 1.0
-        keyed.append((math.log(r.random() or 1e-300) / w, t))
+    for it in items:
+        w = weight(it)
+        keyed.append((math.log(r.random() or 1e-300) / (w if w > 0 else 1.0), it))
     keyed.sort(key=lambda kt: kt[0], reverse=True)
-    return [t for _, t in keyed]
+    return [it for _, it in keyed]
+
+
+def _leaf_weight(t: Target) -> float:
+    return t.spec.weight if t.spec is not None else 1.0
+
+
+def order(targets: tuple[Target, ...], strategy: str, rng: random.Random | None = None) -> list[Target]:
+    """The order to try ``targets`` in. The route's entries (plain targets, and nested groups
+    of adjacent targets) are ordered by the route's strategy: as listed (fallback) or weighted
+    random (loadbalance); then each group's members by the group's strategy, all of them kept,
+    so a loadbalance group picks one member by weight and the others follow as fallbacks before
+    the route's next entry."""
+    entries: list[list[Target]] = []
+    for t in targets:
+        if t.group is not None and entries and entries[-1][0].group == t.group:
+            entries[-1].append(t)
+        else:
+            entries.append([t])
+
+    def entry_weight(e: object) -> float:
+        first = e[0]  # type: ignore[index]
+        return first.group_weight if first.group is not None else _leaf_weight(first)
+
+    out: list[Target] = []
+    for e in _weighted(entries, strategy, entry_weight, rng):
+        if e[0].group is None:
+            out.extend(e)
+        else:
+            out.extend(_weighted(e, e[0].group_strategy, _leaf_weight, rng))  # type: ignore[arg-type]
+    return out
 
 
 def choose(
@@ -102,13 +139,21 @@ def choose(
             continue
         if model is not None and fnmatchcase(model, rule.model):
             targets = []
-            for spec in rule.all_targets():
-                p = vault.providers.get(spec.provider)
-                how = translation(api, p) if p is not None else False
-                if spec.upstream_api == "chat_completions":
-                    how = "chat" if api == "responses" and how is None else False
-                if p is not None and how is not False:
-                    targets.append(Target(p, spec.model, how or None, spec))
+            for gi, entry in enumerate(rule.entries()):
+                members = entry.targets if isinstance(entry, RouteGroup) else [entry]
+                for spec in members:
+                    p = vault.providers.get(spec.provider)
+                    how = translation(api, p) if p is not None else False
+                    if spec.upstream_api == "chat_completions":
+                        how = "chat" if api == "responses" and how is None else False
+                    if p is None or how is False:
+                        continue
+                    if isinstance(entry, RouteGroup):
+                        targets.append(
+                            Target(p, spec.model, how or None, spec, gi, entry.strategy, entry.weight)
+                        )
+                    else:
+                        targets.append(Target(p, spec.model, how or None, spec))
             if targets:
                 return RouteChoice(
                     targets[0].provider,

@@ -51,9 +51,19 @@ from starlette.routing import Route
 from codexgate.admin.audit import AuditError, read_entries, verify
 from codexgate.admin.roles import Forbidden, Principal
 from codexgate.admin.store import EditContext, VaultStore
-from codexgate.admin.views import admin_view, key_view, provider_view, scrub, team_view
+from codexgate.admin.views import admin_view, key_view, provider_view, route_view, scrub, team_view
 from codexgate.core.keys import AuthError
-from codexgate.core.vault import ProviderCredential, Vault, VaultError, split_team
+from codexgate.core.vault import (
+    MAX_ROUTE_TARGETS,
+    TIMEOUT_FIELDS,
+    ProviderCredential,
+    RouteEntry,
+    RouteGroup,
+    RouteTarget,
+    Vault,
+    VaultError,
+    split_team,
+)
 
 log = logging.getLogger("codexgate.admin")
 SECTIONS = ("limits", "guardrail_policies")
@@ -394,23 +404,31 @@ class AdminApi:
     # ------------------------------------------------------------ routes
     def list_routes(self, p: Principal, vault: Vault, **_: Any) -> Any:
         p.require(("org_admin", "team_admin", "auditor"), "list routes")
-        return [
-            {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
-            for i, r in enumerate(vault.routes)
-        ]
+        return [route_view(i, r) for i, r in enumerate(vault.routes)]
 
     def add_route(self, p: Principal, vault: Vault, *, rid: str, body: Any, **_: Any) -> Any:
+        """``{"model", "api"?, "position"?}`` with ``"provider"`` (one provider) or ``"targets"``
+        (+ ``"strategy"``): each target ``{"provider", "model"?, "weight"?, "connect_timeout_s"?,
+        "first_byte_timeout_s"?, "idle_timeout_s"?, "upstream_api"?}`` or a group
+        ``{"strategy", "targets": [targets], "weight"?}`` (one level)."""
         p.require(("org_admin",), "add a route")
         position = self._field(body, "position", int, False)
+        raw_targets = self._field(body, "targets", list, False)
+        provider = self._field(body, "provider", str, raw_targets is None)
+        if provider is not None and raw_targets is not None:
+            raise ApiError(400, "give 'provider' or 'targets', not both")
+        targets = _route_entries(raw_targets) if raw_targets is not None else None
         with self._edit(p, rid, "route.add") as v:
             route = v.add_route(
                 self._field(body, "model"),
-                self._field(body, "provider"),
+                provider,
                 self._field(body, "api", str, False) or "*",
                 position=position,
+                targets=targets,
+                strategy=self._field(body, "strategy", str, False) or "fallback",
             )
             index = position if position is not None else len(v.routes) - 1
-        return {"index": index, "model": route.model, "api": route.api, "provider": route.provider}
+        return route_view(index, route)
 
     def remove_route(self, p: Principal, vault: Vault, *, rid: str, info: dict[str, str], **_: Any) -> Any:
         p.require(("org_admin",), "remove a route")
@@ -420,7 +438,7 @@ class AdminApi:
             raise ApiError(400, "a route index is a whole number") from None
         with self._edit(p, rid, "route.remove") as v:
             route = v.remove_route(index)
-        return {"index": index, "model": route.model, "api": route.api, "provider": route.provider}
+        return route_view(index, route)
 
     # ------------------------------------------------------------ raw sections
     @staticmethod
@@ -628,3 +646,70 @@ def make_app(
     validators: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> Starlette:
     return AdminApi(store, usage, validators).app()
+
+
+# ---------------------------------------------------------------------------- route bodies
+_TARGET_KEYS = frozenset({"provider", "model", "weight", "upstream_api", *TIMEOUT_FIELDS})
+_GROUP_KEYS = frozenset({"strategy", "targets", "weight"})
+
+
+def _number(item: dict[str, Any], name: str, where: str) -> float | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(400, f"{where}.{name} must be a number")
+    return float(value)
+
+
+def _text(item: dict[str, Any], name: str, where: str, required: bool = False) -> str | None:
+    value = item.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise ApiError(400, f"{where}.{name} must be a non-empty string (at most 200 characters)")
+    return value
+
+
+def _route_entries(raw: list[Any]) -> list[RouteEntry]:
+    """A route's ``targets`` from a request body, shape and types checked (the vault checks
+    providers, weights, timeouts and what can serve the API)."""
+    if not raw or len(raw) > MAX_ROUTE_TARGETS:
+        raise ApiError(400, f"field 'targets' must list 1 to {MAX_ROUTE_TARGETS} targets")
+    return [_route_entry(item, f"targets[{i}]", group_ok=True) for i, item in enumerate(raw)]
+
+
+def _route_entry(item: Any, where: str, *, group_ok: bool) -> RouteEntry:
+    if not isinstance(item, dict):
+        raise ApiError(400, f"{where} must be an object")
+    if "targets" in item:
+        if not group_ok:
+            raise ApiError(
+                400, f"{where}: route groups nest one level only (a group's targets are plain targets)"
+            )
+        unknown = sorted(set(item) - _GROUP_KEYS)
+        if unknown:
+            raise ApiError(400, f"{where}: unknown field(s) {', '.join(unknown)}")
+        members = item["targets"]
+        if not isinstance(members, list) or not members or len(members) > MAX_ROUTE_TARGETS:
+            raise ApiError(400, f"{where}.targets must list 1 to {MAX_ROUTE_TARGETS} targets")
+        weight = _number(item, "weight", where)
+        return RouteGroup(
+            strategy=_text(item, "strategy", where) or "fallback",
+            targets=[
+                _route_entry(m, f"{where}.targets[{j}]", group_ok=False)  # type: ignore[misc]
+                for j, m in enumerate(members)
+            ],
+            weight=1.0 if weight is None else weight,
+        )
+    unknown = sorted(set(item) - _TARGET_KEYS)
+    if unknown:
+        raise ApiError(400, f"{where}: unknown field(s) {', '.join(unknown)}")
+    weight = _number(item, "weight", where)
+    return RouteTarget(
+        provider=_text(item, "provider", where, required=True) or "",
+        model=_text(item, "model", where),
+        weight=1.0 if weight is None else weight,
+        upstream_api=_text(item, "upstream_api", where),
+        **{name: _number(item, name, where) for name in TIMEOUT_FIELDS},  # type: ignore[arg-type]
+    )

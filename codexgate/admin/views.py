@@ -14,13 +14,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexgate.core.keys import fingerprint
-from codexgate.core.vault import AdminCredential, GatewayKey, ProviderCredential, Team, Vault
+from codexgate.core.vault import AdminCredential, GatewayKey, ProviderCredential, Route, Team, Vault
 
 _SECRETISH = re.compile(r"(api_?key|secret|token|password|credential)", re.IGNORECASE)
 
 
 def _ts(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def route_view(index: int, r: Route) -> dict[str, Any]:
+    """A route as the CLI and the admin API list it: index, model, api, provider (the first
+    target's), and for multi-target routes their strategy and targets (groups nested as
+    ``{"strategy", "targets", "weight"?}``). Single-provider routes keep their old four fields."""
+    row: dict[str, Any] = {"index": index, "model": r.model, "api": r.api, "provider": r.provider}
+    if r.targets:
+        row["strategy"] = r.strategy
+        row["targets"] = [t.to_dict() for t in r.targets]
+    return row
 
 
 def provider_view(p: ProviderCredential) -> dict[str, Any]:
@@ -101,7 +112,7 @@ def snapshot(vault: Vault) -> dict[str, Any]:
         out[f"key:{kid}"] = view
     for cid, a in vault.admins.items():
         out[f"admin:{cid}"] = admin_view(a)
-    out["routes"] = [{"model": r.model, "provider": r.provider, "api": r.api} for r in vault.routes]
+    out["routes"] = [r.to_dict() for r in vault.routes]  # single-provider routes: model, provider, api
     for name, section in vault.sections.items():
         out[f"section:{name}"] = scrub(section)
     out["settings"] = {"rotation_grace_seconds": vault.rotation_grace_seconds}

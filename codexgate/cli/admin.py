@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import getpass
 import json
@@ -35,7 +36,7 @@ from typing import Any
 from codexgate.admin.audit import AuditError, AuditLog, default_anchor, default_audit_dir
 from codexgate.admin.roles import BREAK_GLASS
 from codexgate.admin.store import EditContext, VaultStore
-from codexgate.admin.views import provider_view
+from codexgate.admin.views import provider_view, route_view
 from codexgate.cli import CliError
 from codexgate.core.vault import (
     BUDGET_PERIODS,
@@ -47,6 +48,8 @@ from codexgate.core.vault import (
     GatewayKey,
     ProviderCredential,
     Route,
+    RouteEntry,
+    RouteGroup,
     RouteTarget,
     Vault,
     VaultError,
@@ -215,18 +218,74 @@ def _register_key(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
 
 
+class _RouteEntryAction(argparse.Action):
+    """Keeps ``--target``, ``--group`` and the timeout options in command-line order (a timeout
+    applies to the entry before it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        entries = list(getattr(namespace, "entries", None) or [])
+        entries.append((self.const, values))
+        namespace.entries = entries
+
+
+_ROUTE_EPILOG = """targets, in the route's order (repeat; --target and --group may be mixed):
+  --target PROVIDER[:UPSTREAM_MODEL][@WEIGHT][#chat]
+  --group  STRATEGY[@WEIGHT]:TARGET,TARGET,...    a nested fallback or loadbalance group
+           (one level: a group's members are plain targets)
+per-target timeouts, in seconds, for the --target (or every member of the --group) before them:
+  --connect-timeout S   --first-byte-timeout S   --idle-timeout S
+(unset: the gateway's codexgate_connect_timeout / _first_byte_timeout / _idle_timeout)
+
+examples:
+  codexgate route add --model 'gpt-5*' --target openai --target azure-eu:gpt-5 \\
+      --target anthropic:claude-sonnet-4-5 --strategy fallback
+  codexgate route add --model 'gpt-5*' --api responses \\
+      --group loadbalance:openai-a@3,openai-b --first-byte-timeout 20 \\
+      --target anthropic:claude-sonnet-4-5 --connect-timeout 2 --idle-timeout 60
+    = fallback[ loadbalance[openai-a, openai-b], anthropic:claude-sonnet-4-5 ]
+"""
+
+
 def _register_route(sub: argparse._SubParsersAction) -> None:
     g = _group(sub, "route", "model -> provider routes, first match wins (add, list, remove)")
-    a = _vault_args(g.add_parser("add", help="append a route"))
-    a.add_argument("--model", required=True, metavar="GLOB")
-    who = a.add_mutually_exclusive_group(required=True)
-    who.add_argument("--provider", metavar="NAME", help="one provider (same as one --target NAME)")
-    who.add_argument(
-        "--target",
-        action="append",
-        metavar="PROVIDER[:UPSTREAM_MODEL][@WEIGHT]",
-        help="a target, in fallback order (repeat for more); UPSTREAM_MODEL replaces the model asked for",
+    a = _vault_args(
+        g.add_parser(
+            "add",
+            help="append a route",
+            description="Add a route: a model glob -> ordered targets (or one provider).",
+            epilog=_ROUTE_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     )
+    a.add_argument("--model", required=True, metavar="GLOB")
+    a.add_argument("--provider", metavar="NAME", help="one provider (same as one --target NAME)")
+    a.add_argument(
+        "--target",
+        action=_RouteEntryAction,
+        const="target",
+        metavar="PROVIDER[:UPSTREAM_MODEL][@WEIGHT][#chat]",
+        help="a target, in the route's order (repeat for more); UPSTREAM_MODEL replaces the model asked for",
+    )
+    a.add_argument(
+        "--group",
+        action=_RouteEntryAction,
+        const="group",
+        metavar="STRATEGY[@WEIGHT]:TARGET,TARGET,...",
+        help="a nested group of targets with its own strategy, e.g. loadbalance:openai-a,openai-b",
+    )
+    for flag, field_name, what in (
+        ("--connect-timeout", "connect_timeout_s", "connecting"),
+        ("--first-byte-timeout", "first_byte_timeout_s", "the answer's first byte (a stream: first event)"),
+        ("--idle-timeout", "idle_timeout_s", "silence between chunks of a committed stream"),
+    ):
+        a.add_argument(
+            flag,
+            action=_RouteEntryAction,
+            const=field_name,
+            type=float,
+            metavar="S",
+            help=f"seconds allowed for {what}, for the --target/--group before it",
+        )
     a.add_argument(
         "--strategy",
         choices=ROUTE_STRATEGIES,
@@ -235,7 +294,7 @@ def _register_route(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--api", choices=ROUTE_APIS, default="*")
     a.add_argument("--position", type=int, metavar="INDEX", help="insert at INDEX instead of appending")
-    a.set_defaults(func=run_route_add)
+    a.set_defaults(func=run_route_add, entries=[])
 
     ls = _vault_args(g.add_parser("list", help="list routes in match order"))
     _json_arg(ls)
@@ -836,17 +895,47 @@ def run_key_disable(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- routes
 
 
+def route_entries(items: list[tuple[str, Any]]) -> list[RouteEntry]:
+    """The route entries of ``--target`` / ``--group`` / timeout options in command-line order."""
+    entries: list[RouteEntry] = []
+    for kind, value in items:
+        if kind == "target":
+            entries.append(RouteTarget.parse(value))
+        elif kind == "group":
+            entries.append(RouteGroup.parse(value))
+        else:
+            flag = "--" + kind.removesuffix("_s").replace("_", "-")
+            if not entries:
+                raise VaultError(f"{flag} applies to the --target or --group before it; put it after one")
+            last = entries[-1]
+            members = last.targets if isinstance(last, RouteGroup) else [last]
+            for i, t in enumerate(members):
+                members[i] = dataclasses.replace(t, **{kind: value})
+            if isinstance(last, RouteTarget):
+                entries[-1] = members[0]
+    return entries
+
+
 @cli_errors
 def run_route_add(args: argparse.Namespace) -> int:
-    targets = [RouteTarget.parse(t) for t in args.target or []]
-    simple = not targets or (len(targets) == 1 and targets[0].model is None and targets[0].weight == 1.0)
-    provider = args.provider or (targets[0].provider if simple else None)
+    entries = route_entries(args.entries or [])
+    if args.provider and entries:
+        raise VaultError("use --provider or --target/--group, not both")
+    if not args.provider and not entries:
+        raise VaultError("a route needs --provider NAME or at least one --target/--group")
+    only = entries[0] if len(entries) == 1 else None
+    # one plain target with nothing of its own is the single-provider route it always was
+    simple = not entries or (isinstance(only, RouteTarget) and only == RouteTarget(only.provider))
+    provider = args.provider or (only.provider if isinstance(only, RouteTarget) and simple else None)
     if admin_url(args):
-        if not simple or args.strategy != "fallback":
-            raise VaultError("the admin API takes single-provider routes only; add this route with the vault CLI")
-        body = {"model": args.model, "provider": provider, "api": args.api, "position": args.position}
-        index = api_request(args, "POST", "/v1/routes", body)["index"]
-        print(f"added route {index}: {args.model} ({args.api}) -> {provider}")
+        body: dict[str, Any] = {"model": args.model, "api": args.api, "position": args.position}
+        if simple and args.strategy == "fallback":
+            body["provider"] = provider
+        else:
+            body["strategy"] = args.strategy
+            body["targets"] = [e.to_dict() for e in entries] if entries else [{"provider": provider}]
+        row = api_request(args, "POST", "/v1/routes", body)
+        print(f"added route {row['index']}: {args.model} ({args.api}) -> {_targets_text(row)}")
         return 0
     with edit_vault(args) as vault:
         route = vault.add_route(
@@ -854,7 +943,7 @@ def run_route_add(args: argparse.Namespace) -> int:
             provider,
             args.api,
             position=args.position,
-            targets=None if simple else targets,
+            targets=None if simple else entries,
             strategy=args.strategy,
         )
         index = args.position if args.position is not None else len(vault.routes) - 1
@@ -867,13 +956,7 @@ def run_route_list(args: argparse.Namespace) -> int:
     if admin_url(args):
         rows = api_request(args, "GET", "/v1/routes")
     else:
-        rows = []
-        for i, r in enumerate(_read(args).routes):
-            row: dict[str, Any] = {"index": i, "model": r.model, "api": r.api, "provider": r.provider}
-            if r.targets:  # multi-target routes only: single-provider rows keep their old shape
-                row["strategy"] = r.strategy
-                row["targets"] = [t.to_dict() for t in r.targets]
-            rows.append(row)
+        rows = [route_view(i, r) for i, r in enumerate(_read(args).routes)]
     if args.json:
         _print_json(rows)
         return 0
@@ -894,7 +977,7 @@ def _targets_text(row: dict[str, Any]) -> str:
 def run_route_remove(args: argparse.Namespace) -> int:
     if admin_url(args):
         r = api_request(args, "DELETE", f"/v1/routes/{args.index}")
-        print(f"removed route {args.index}: {r['model']} ({r['api']}) -> {r['provider']}")
+        print(f"removed route {args.index}: {r['model']} ({r['api']}) -> {_targets_text(r)}")
         return 0
     with edit_vault(args) as vault:
         route = vault.remove_route(args.index)

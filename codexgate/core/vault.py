@@ -59,6 +59,8 @@ __all__ = [
     "ProviderCredential",
     "ROUTE_STRATEGIES",
     "Route",
+    "RouteEntry",
+    "RouteGroup",
     "RouteTarget",
     "Team",
     "Vault",
@@ -299,6 +301,14 @@ class Team:
 ROUTE_STRATEGIES = ("fallback", "loadbalance")
 # provider kinds a Responses call can be translated to (codexgate.wire.translate)
 TRANSLATABLE_KINDS = {"responses": ("anthropic",)}
+# per-target timeouts (seconds) and how `route list` names them
+TIMEOUT_FIELDS = {
+    "connect_timeout_s": "connect",
+    "first_byte_timeout_s": "first byte",
+    "idle_timeout_s": "idle",
+}
+MAX_ROUTE_TARGETS = 32  # leaves of one route, groups included
+MAX_TIMEOUT_S = 3600.0
 
 
 @dataclass
@@ -319,9 +329,19 @@ class RouteTarget:
         base = f"{self.provider}:{self.model}" if self.model else self.provider
         return base + ("#chat" if self.upstream_api == "chat_completions" else "")
 
+    def describe(self) -> str:
+        """The label, its weight unless 1, and its own timeouts (``route list``)."""
+        text = self.label() + (f"@{self.weight:g}" if self.weight != 1.0 else "")
+        timeouts = [
+            f"{name} {getattr(self, f):g}s"
+            for f, name in TIMEOUT_FIELDS.items()
+            if getattr(self, f) is not None
+        ]
+        return text + (f" ({', '.join(timeouts)})" if timeouts else "")
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"provider": self.provider}
-        for name in ("model", "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "upstream_api"):
+        for name in ("model", *TIMEOUT_FIELDS, "upstream_api"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.weight != 1.0:
@@ -364,30 +384,97 @@ class RouteTarget:
 
 
 @dataclass
+class RouteGroup:
+    """A nested strategy: one entry of a route's targets that is itself a ``fallback`` or
+    ``loadbalance`` over plain targets, e.g. fallback[loadbalance[openai-a, openai-b],
+    anthropic:claude-sonnet-4-5]. One level only: a group's members are never groups.
+    ``weight`` counts when the route itself load-balances between its entries."""
+
+    strategy: str
+    targets: list[RouteTarget] = field(default_factory=list)
+    weight: float = 1.0
+
+    def describe(self) -> str:
+        inner = " | ".join(t.describe() for t in self.targets)
+        return f"{self.strategy}[{inner}]" + (f"@{self.weight:g}" if self.weight != 1.0 else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": self.strategy, "targets": [t.to_dict() for t in self.targets]}
+        if self.weight != 1.0:
+            out["weight"] = self.weight
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> RouteGroup:
+        members = list(doc.get("targets") or [])
+        if any(isinstance(m, Mapping) and "targets" in m for m in members):
+            raise VaultError("route groups nest one level only: a group's targets must be plain targets")
+        return cls(
+            strategy=str(doc.get("strategy", "fallback")),
+            targets=[RouteTarget.from_dict(m) for m in members],
+            weight=float(doc.get("weight", 1.0)),
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> RouteGroup:
+        """``STRATEGY[@WEIGHT]:TARGET,TARGET,...`` as the CLI takes it (each TARGET as for
+        ``--target``), e.g. ``loadbalance:openai-a@3,openai-b``."""
+        head, sep, members = spec.partition(":")
+        if not sep or not members.strip():
+            raise VaultError(f"group {spec!r}: use STRATEGY[@WEIGHT]:TARGET,TARGET,...")
+        strategy, _, w = head.strip().partition("@")
+        weight = 1.0
+        if w:
+            try:
+                weight = float(w)
+            except ValueError:
+                raise VaultError(f"group weight {w!r} is not a number") from None
+        return cls(strategy, [RouteTarget.parse(m) for m in members.split(",") if m.strip()], weight)
+
+
+RouteEntry = RouteTarget | RouteGroup
+
+
+def route_entry_from_dict(doc: Mapping[str, Any]) -> RouteEntry:
+    """One entry of a route's ``targets``: a group when it has its own ``targets``."""
+    return RouteGroup.from_dict(doc) if "targets" in doc else RouteTarget.from_dict(doc)
+
+
+@dataclass
 class Route:
     """A model glob (what the client asks for) -> ordered targets.
 
     ``provider`` is the first target's provider, kept so vaults and tools from before targets
     existed keep working; ``targets`` empty means the single target ``provider``. Strategy
-    ``fallback`` tries targets in order, ``loadbalance`` in a weighted random order."""
+    ``fallback`` tries targets in order, ``loadbalance`` in a weighted random order. An entry
+    of ``targets`` may be a ``RouteGroup`` (one level of nesting)."""
 
     model: str
     provider: str
     api: str = "*"
-    targets: list[RouteTarget] = field(default_factory=list)
+    targets: list[RouteEntry] = field(default_factory=list)
     strategy: str = "fallback"
 
-    def all_targets(self) -> list[RouteTarget]:
+    def entries(self) -> list[RouteEntry]:
+        """The route's top-level entries: targets and groups, as configured."""
         return list(self.targets) if self.targets else [RouteTarget(self.provider)]
+
+    def all_targets(self) -> list[RouteTarget]:
+        """Every plain target, groups flattened, in configured order."""
+        out: list[RouteTarget] = []
+        for e in self.entries():
+            out.extend(e.targets if isinstance(e, RouteGroup) else [e])
+        return out
 
     def providers(self) -> list[str]:
         return [t.provider for t in self.all_targets()]
 
     def describe(self) -> str:
-        arrow = " | ".join(
-            t.label() + (f"@{t.weight:g}" if t.weight != 1.0 else "") for t in self.all_targets()
+        entries = self.entries()
+        text = " | ".join(e.describe() for e in entries)
+        return (
+            text if len(entries) == 1 and isinstance(entries[0], RouteTarget) else f"{self.strategy}: {text}"
         )
-        return arrow if len(self.all_targets()) == 1 else f"{self.strategy}: {arrow}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "provider": self.provider, "api": self.api}
@@ -399,8 +486,9 @@ class Route:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Route:
-        targets = [RouteTarget.from_dict(t) for t in doc.get("targets") or []]
-        provider = doc.get("provider") or (targets[0].provider if targets else "")
+        targets = [route_entry_from_dict(t) for t in doc.get("targets") or []]
+        leaves = [x for e in targets for x in (e.targets if isinstance(e, RouteGroup) else [e])]
+        provider = doc.get("provider") or (leaves[0].provider if leaves else "")
         return cls(
             model=doc["model"],
             provider=str(provider),
@@ -876,37 +964,28 @@ class Vault:
         api: str = "*",
         *,
         position: int | None = None,
-        targets: list[RouteTarget] | None = None,
+        targets: list[RouteEntry] | None = None,
         strategy: str = "fallback",
     ) -> Route:
         """Add a route to one ``provider`` (as before targets existed), or to ordered ``targets``
-        (a provider may then serve a Responses route through translation)."""
+        (a provider may then serve a Responses route through translation). An entry of
+        ``targets`` may be a ``RouteGroup`` of plain targets (one level of nesting)."""
         validate_glob(model)
         if api not in ROUTE_APIS:
             raise VaultError(f"unknown api {api!r} (use {', '.join(ROUTE_APIS)})")
         if strategy not in ROUTE_STRATEGIES:
             raise VaultError(f"unknown strategy {strategy!r} (use {', '.join(ROUTE_STRATEGIES)})")
         if targets:
-            for t in targets:
-                p = self.provider(t.provider)
-                if t.model is not None and (not t.model or any(c.isspace() for c in t.model)):
-                    raise VaultError(f"invalid upstream model {t.model!r}")
-                if not t.weight > 0:
-                    raise VaultError(f"target {t.label()}: weight must be positive")
-                if t.upstream_api not in (None, "chat_completions") or (
-                    t.upstream_api and (p.kind == "anthropic" or api not in ("*", "responses"))
-                ):
-                    raise VaultError(
-                        f"target {t.label()}: Chat translation serves Responses calls from OpenAI-style providers"
-                    )
-                if api == "*":
-                    continue
-                native = (api == "anthropic_messages") == (p.kind == "anthropic")
-                if not native and p.kind not in TRANSLATABLE_KINDS.get(api, ()):
-                    raise VaultError(f"provider {t.provider} ({p.kind}) cannot serve the {api} API")
-            route = Route(
-                model=model, provider=targets[0].provider, api=api, targets=list(targets), strategy=strategy
-            )
+            route = Route(model=model, provider="", api=api, targets=list(targets), strategy=strategy)
+            for e in targets:
+                if isinstance(e, RouteGroup):
+                    self._check_group(e)
+            leaves = route.all_targets()
+            if len(leaves) > MAX_ROUTE_TARGETS:
+                raise VaultError(f"a route has at most {MAX_ROUTE_TARGETS} targets ({len(leaves)} given)")
+            for t in leaves:
+                self._check_target(t, api)
+            route.provider = leaves[0].provider
         else:
             if provider is None:
                 raise VaultError("a route needs a provider or at least one target")
@@ -921,6 +1000,43 @@ class Vault:
         else:
             raise VaultError(f"route position {position} out of range (0..{len(self.routes)})")
         return route
+
+    @staticmethod
+    def _check_group(g: RouteGroup) -> None:
+        if not isinstance(g.targets, list) or any(not isinstance(m, RouteTarget) for m in g.targets):
+            raise VaultError("route groups nest one level only: a group's targets must be plain targets")
+        if g.strategy not in ROUTE_STRATEGIES:
+            raise VaultError(f"group: unknown strategy {g.strategy!r} (use {', '.join(ROUTE_STRATEGIES)})")
+        if len(g.targets) < 2:
+            raise VaultError(f"group {g.describe()}: a group needs at least two targets")
+        if not (g.weight > 0 and math.isfinite(g.weight)):
+            raise VaultError(f"group {g.describe()}: weight must be positive")
+
+    def _check_target(self, t: RouteTarget, api: str) -> None:
+        if not isinstance(t, RouteTarget):
+            raise VaultError("a route's targets are targets or groups of targets")
+        p = self.provider(t.provider)
+        if t.model is not None and (not t.model or any(c.isspace() for c in t.model)):
+            raise VaultError(f"invalid upstream model {t.model!r}")
+        if not (t.weight > 0 and math.isfinite(t.weight)):
+            raise VaultError(f"target {t.label()}: weight must be positive")
+        for name, text in TIMEOUT_FIELDS.items():
+            value = getattr(t, name)
+            if value is not None and not 0 < value <= MAX_TIMEOUT_S:
+                raise VaultError(
+                    f"target {t.label()}: {text} timeout must be between 0 and {MAX_TIMEOUT_S:g} seconds"
+                )
+        if t.upstream_api not in (None, "chat_completions") or (
+            t.upstream_api and (p.kind == "anthropic" or api not in ("*", "responses"))
+        ):
+            raise VaultError(
+                f"target {t.label()}: Chat translation serves Responses calls from OpenAI-style providers"
+            )
+        if api == "*":
+            return
+        native = (api == "anthropic_messages") == (p.kind == "anthropic")
+        if not native and p.kind not in TRANSLATABLE_KINDS.get(api, ()):
+            raise VaultError(f"provider {t.provider} ({p.kind}) cannot serve the {api} API")
 
     def remove_route(self, index: int) -> Route:
         if not 0 <= index < len(self.routes):
