@@ -403,6 +403,10 @@ class StreamRelay:
                 self._session.request(method, target.url, headers=headers, data=target.body, timeout=timeout),
                 timeout=max(0.001, fb_deadline - time.monotonic()),
             )
+        except aiohttp.ConnectionTimeoutError:  # a TimeoutError too: name the timeout that fired
+            return _Failure(
+                f"connect timeout: no connection to {target.label} within {target.connect_timeout_s:g}s"
+            )
         except TimeoutError:
             return _Failure(f"timeout: no response from {target.label} within {first_event_s:.1f}s")
         except (aiohttp.ClientError, OSError) as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from mitmproxy import http
 
 from addons import privacy
@@ -19,6 +21,44 @@ from codexgate.core.safejson import dumps_text
 from codexgate.core.schema import SCHEMA_VERSION
 
 _PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
+
+
+# flow.metadata key of the ``UpstreamSent`` of the target whose answer the client got (the
+# upstream step writes it; absent when what was sent upstream is the client's request as is)
+UPSTREAM_SENT_KEY = "codexgate_upstream_sent"
+
+
+@dataclass(frozen=True)
+class UpstreamSent:
+    """What one target was sent when it differs from the client's request (translated to
+    another API, or the route rewrote the model): the body as sent, and ``derive``, the same
+    rewrite applied to another version of the client's body. The row stores the rewrite of the
+    privacy-applied request body when there is one, so the upstream body is never stored less
+    redacted than ``request_body``."""
+
+    label: str
+    body: bytes
+    derive: Callable[[dict[str, Any]], bytes]
+
+
+def upstream_body_text(flow: http.HTTPFlow, state: FlowState, redacting: bool) -> str | None:
+    """The ``upstream_request_body`` column before the size cap (the caller checks the privacy
+    mode keeps bodies at all)."""
+    sent = flow.metadata.get(UPSTREAM_SENT_KEY)
+    if not isinstance(sent, UpstreamSent):
+        return None
+    stored = state.record.stored_body_text
+    if stored is not None:  # redacted, or masked by a guardrail: rewrite what request_body stores
+        try:
+            doc = orjson.loads(stored)
+            if not isinstance(doc, dict) or "model" not in doc:  # a placeholder, not a body
+                return None
+            return sent.derive(doc).decode("utf-8", "replace")
+        except Exception:  # a redacted body the rewrite cannot take: store nothing (fail closed)
+            return None
+    if redacting:  # nothing privacy-applied to rewrite: store nothing
+        return None
+    return sent.body.decode("utf-8", "replace")
 
 
 def _ms(a: datetime | None, b: datetime | None) -> float | None:
@@ -68,8 +108,15 @@ def build_row(
     mode = state.verdict.privacy_mode
     cap = _Capper(max_stored_chars)
     usage = result.usage if result else None
+    # priced at the model that served: the provider's answer names it, else the model the
+    # serving attempt asked for (a route may rewrite it), else the client's
+    served_model = next(
+        (a.model for a in reversed(state.upstream.attempts) if a.decision in ("served", "cut") and a.model), None
+    )
     cost = price(
-        (result.response_model if result and result.response_model else None) or state.request.model,
+        (result.response_model if result and result.response_model else None)
+        or served_model
+        or state.request.model,
         provider.kind if provider else None,
         usage,
     )
@@ -165,6 +212,7 @@ def build_row(
         )
         if keep
         else None,
+        "upstream_request_body": cap(upstream_body_text(flow, state, redacting)) if keep else None,
         "request_bytes": state.request.size or (len(state.request.body_text.encode()) if state.request.body_text else 0),
         "response_headers": headers_json(state.upstream.response_headers)
         if state.upstream.response_headers is not None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.proxy.mode_specs import ReverseMode
@@ -28,6 +29,7 @@ from addons.options import seconds
 from addons.provider_hosts import ProviderHosts
 from addons.route_table import Target
 from addons.stream_relay import RelayJob, RelayTarget, RetryPolicy, StreamRelay
+from addons.trace_row import UPSTREAM_SENT_KEY, UpstreamSent
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
 from codexgate.routing.breaker import Breaker, BreakerConfig, MemoryStore, RedisStore
 from codexgate.wire.translate import anthropic as translate_anthropic
@@ -211,6 +213,7 @@ class Upstream:
         if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
             req.content = json.dumps({**state.request.body, "model": target.model}).encode()
             req.headers.pop("content-encoding", None)
+            flow.metadata[UPSTREAM_SENT_KEY] = UpstreamSent(target.label, req.content, _rewrite(target.model))
         if not state.request.passthrough:
             for name, value in credential_headers(provider).items():
                 req.headers[name] = value
@@ -330,8 +333,10 @@ class Upstream:
         hooks = self.tracing.relay_hooks(flow, state)  # type: ignore[union-attr]
         targets = [self._relay_target(flow, state, t) for t in plan]
         by_label = {t.label: t for t in plan}
+        sent = {rt.label: _sent(state, t, rt) for t, rt in zip(plan, targets, strict=True)}
 
         def on_commit(served: RelayTarget) -> None:
+            flow.metadata[UPSTREAM_SENT_KEY] = sent.get(served.label)
             chosen = by_label.get(served.label)
             if chosen is not None:
                 state.verdict.provider = chosen.provider  # priced and reported as the provider that served
@@ -341,12 +346,28 @@ class Upstream:
                     "translation", "warn", f"{served.upstream_api}: dropped " + "; ".join(served.dropped)
                 )
 
+        def on_end(error: str | None, client_gone: bool) -> None:
+            if UPSTREAM_SENT_KEY not in flow.metadata:  # nothing served: keep what the last try sent
+                last = next((a for a in reversed(state.upstream.attempts) if a.decision != "skipped"), None)
+                tried = next(
+                    (
+                        rt
+                        for rt in targets
+                        if last is not None
+                        and (rt.provider, rt.model, rt.upstream_api)
+                        == (last.provider, last.model, last.upstream_api)
+                    ),
+                    None,
+                )
+                flow.metadata[UPSTREAM_SENT_KEY] = sent.get(tried.label) if tried is not None else None
+            hooks.on_end(error, client_gone)
+
         job = RelayJob(
             targets=targets,
             method=req.method,
             attempts=state.upstream.attempts,
             on_headers=hooks.on_headers,
-            on_end=hooks.on_end,
+            on_end=on_end,
             on_connect_error=hooks.on_connect_error,
             on_client_gone=hooks.on_client_gone,
             on_commit=on_commit,
@@ -361,6 +382,30 @@ class Upstream:
         req.url = self.relay.submit(state.trace_id, job)
         state.upstream.relayed = True
         flow.metadata[CLEARED_KEY] = True
+
+
+def _rewrite(model: str) -> Callable[[dict[str, Any]], bytes]:
+    return lambda doc: json.dumps({**doc, "model": model}).encode()
+
+
+def _sent(state: FlowState, target: Target, sent: RelayTarget) -> UpstreamSent | None:
+    """What the trace keeps of a target's request: None when it is the client's request as is."""
+    model = target.model or state.request.model or ""
+    if target.translate == "anthropic" and isinstance(state.request.body, dict):
+        return UpstreamSent(
+            sent.label,
+            sent.body,
+            lambda doc: json.dumps(translate_anthropic.request_to_anthropic(doc, model).body).encode(),
+        )
+    if target.translate == "chat" and isinstance(state.request.body, dict):
+        return UpstreamSent(
+            sent.label,
+            sent.body,
+            lambda doc: json.dumps(translate_chat.request_to_chat(doc, model).body).encode(),
+        )
+    if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
+        return UpstreamSent(sent.label, sent.body, _rewrite(target.model))
+    return None
 
 
 _CHAT_SHAPE = ApiShape("chat_completions", "openai", "chat", "/chat/completions")

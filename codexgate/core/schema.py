@@ -132,6 +132,15 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ),
     ("request_bytes", pa.int64(), True, "Decoded request body size"),
     (
+        "upstream_request_body",
+        pa.string(),
+        True,
+        "Body sent to the provider that served (else the last one tried) when it differs from "
+        "request_body: translated to another API or model rewritten by the route; null when the "
+        "same. Same privacy as request_body (null in metrics_only; in redacted mode, or when a "
+        "guardrail masked the request, the stored request body rewritten) and the same size cap",
+    ),
+    (
         "body_truncated",
         pa.bool_(),
         True,
