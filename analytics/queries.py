@@ -128,6 +128,31 @@ GROUP BY ALL
 ORDER BY {order}
 """
 
+# One row per route target (provider, upstream model, upstream API) over every attempt of the
+# calls in range: how often it was tried, served, failed and why the relay moved on.
+TARGET_ATTEMPTS_SQL = """
+SELECT a.provider AS provider, a.model AS upstream_model, coalesce(a.upstream_api, 'native') AS upstream_api,
+    count(*) FILTER (WHERE coalesce(a.decision, '') <> 'skipped') AS attempts,
+    count(*) FILTER (WHERE a.decision = 'served') AS served,
+    count(*) FILTER (WHERE a.decision = 'served' AND moved) AS served_after_fallback,
+    count(*) FILTER (WHERE a.decision IN ('retry', 'fallback', 'gave_up', 'cut')) AS failures,
+    count(*) FILTER (WHERE a.decision = 'retry') AS retried,
+    count(*) FILTER (WHERE a.decision = 'fallback') AS fell_back,
+    count(*) FILTER (WHERE a.decision = 'gave_up') AS gave_up,
+    count(*) FILTER (WHERE a.decision = 'cut') AS cut,
+    count(*) FILTER (WHERE a.decision = 'skipped') AS skipped_open_circuit,
+    median(a.latency_ms) FILTER (WHERE a.decision IN ('retry', 'fallback', 'gave_up', 'cut')) AS failure_latency_p50_ms,
+    mode(a.error) FILTER (WHERE a.error IS NOT NULL) AS top_error
+FROM (
+    SELECT unnest(attempts) AS a,
+        len(list_filter(attempts, lambda x: x.decision IN ('fallback', 'skipped'))) > 0 AS moved
+    FROM {traces}
+    WHERE {where} AND attempts IS NOT NULL
+)
+GROUP BY ALL
+ORDER BY {order}
+"""
+
 REFUSAL_REASONS_SQL = """
 SELECT {dim_names} refusal_reason,
     count(*) AS refused,
@@ -412,6 +437,21 @@ def errors(
 ) -> pl.DataFrame:
     """Error and refusal rates, status classes, retries (attempt_count > 1), fallbacks, guardrail hits."""
     return _run(store, ERRORS_SQL, by=by, since=since, until=until, scope=scope)
+
+
+def target_attempts(
+    store: TraceStore,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Attempts per route target (``provider``, ``upstream_model``, ``upstream_api``): tried,
+    served, served after the call fell back from another target, failures by the relay's
+    decision (retry, fallback, gave_up, cut), skipped while its circuit was open, the median
+    latency of its failures and its most frequent error. Rows without decisions (written before
+    routing recorded them) count as attempts only."""
+    order = "failures DESC, attempts DESC, provider, upstream_model NULLS FIRST, upstream_api"
+    return _run(store, TARGET_ATTEMPTS_SQL, since=since, until=until, scope=scope, order=order)
 
 
 def refusal_reasons(

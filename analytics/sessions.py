@@ -142,6 +142,7 @@ CALL_COLUMNS = [
     "gen_ai_response_finish_reasons",
     "request_path",
     "request_body",
+    "upstream_request_body",
     "response_body",
     "response_text",
     "response_reasoning",
@@ -523,6 +524,8 @@ class Step:
     instructions_changed_from: int | None  # index of the step the diff compares against
     privacy_mode: str | None
     request_body: str | None = field(default=None, repr=False)
+    # what the serving target was sent when the route translated or rewrote the call
+    upstream_request_body: str | None = field(default=None, repr=False)
 
     @property
     def number(self) -> int:
@@ -719,6 +722,7 @@ def replay_steps(calls: pl.DataFrame | Iterable[Mapping[str, Any]]) -> list[Step
             instructions_changed_from=changed_from,
             privacy_mode=row.get("privacy_mode"),
             request_body=row.get("request_body"),
+            upstream_request_body=row.get("upstream_request_body"),
         )
         step.findings = [
             Finding(

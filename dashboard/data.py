@@ -39,6 +39,7 @@ QUERIES: dict[str, Callable[..., pl.DataFrame]] = {
     "spend": queries.spend,
     "latency": queries.latency,
     "errors": queries.errors,
+    "target_attempts": queries.target_attempts,
     "refusal_reasons": queries.refusal_reasons,
     "status_codes": queries.status_codes,
     "guardrails": queries.guardrails,

@@ -211,6 +211,26 @@ def test_errors_by_team(store: TraceStore) -> None:
     assert (anon["refused"], anon["refusal_rate"]) == (1, 1.0)
 
 
+def test_target_attempts(store: TraceStore) -> None:
+    # r5: openai 503 -> fallback, azure 503 -> gave_up; r8: openai 429 -> fallback, azure 200 served
+    # after the fallback; every other forwarded call is one served attempt (openai: r1 r2 r7 r10 r12)
+    rows = by_key(q.target_attempts(store), "provider")
+    assert list(rows) == ["openai", "azure-openai", "anthropic", "vllm-internal"]  # most failures first
+    ai, az = rows["openai"], rows["azure-openai"]
+    assert (ai["attempts"], ai["served"], ai["failures"], ai["fell_back"], ai["gave_up"]) == (7, 5, 2, 2, 0)
+    assert (az["attempts"], az["served"], az["served_after_fallback"], az["gave_up"]) == (2, 1, 1, 1)
+    assert az["top_error"] == "HTTP 503" and az["failure_latency_p50_ms"] == 100.0
+    assert (ai["served_after_fallback"], ai["retried"], ai["cut"], ai["skipped_open_circuit"]) == (0, 0, 0, 0)
+    assert ai["upstream_api"] == "native" and ai["upstream_model"] is None
+    assert rows["anthropic"]["failure_latency_p50_ms"] is None and rows["anthropic"]["top_error"] is None
+    infra = by_key(
+        q.target_attempts(store, scope=ViewerScope(org="globex", team="infra", label="infra")), "provider"
+    )
+    assert (infra["openai"]["attempts"], infra["openai"]["served"], infra["openai"]["fell_back"]) == (3, 2, 1)
+    assert (infra["azure-openai"]["served"], infra["azure-openai"]["served_after_fallback"]) == (1, 1)
+    assert q.target_attempts(store, EMPTY_FROM, EMPTY_TO).is_empty()
+
+
 def test_refusal_reasons_and_status_codes(store: TraceStore) -> None:
     reasons = by_key(q.refusal_reasons(store), "refusal_reason")
     assert set(reasons) == {"model_not_allowed", "invalid_api_key", "guardrail_blocked"}

@@ -1,13 +1,57 @@
 """Errors: failed and refused calls over time, by status, error type, refusal reason and model, with
-recent examples (each linking to its step in Replay)."""
+recent examples (each linking to its step in Replay); retries and fallbacks per route target."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import polars as pl
 import streamlit as st
 
+from analytics.access import ViewerScope
 from dashboard import auth, charts, data
 from dashboard import format as fmt
+
+
+def render_targets(scope: ViewerScope, since: datetime, until: datetime) -> None:
+    """Retries and fallbacks per route target (``analytics.queries.target_attempts``)."""
+    st.subheader("Retries and fallbacks by target")
+    targets = data.run("target_attempts", scope, since=since, until=until)
+    if targets.is_empty():
+        st.info("No upstream attempts recorded in this range.")
+        return
+    rescued = int(targets["served_after_fallback"].sum())
+    failed = int(targets["failures"].sum())
+    st.caption(
+        f"{fmt.count(rescued)} call(s) served by a target after falling back from another; "
+        f"{fmt.count(failed)} failed attempt(s) across all targets."
+    )
+    targets = targets.with_columns(
+        pl.when(pl.col("upstream_model").is_not_null())
+        .then(pl.col("provider") + ":" + pl.col("upstream_model"))
+        .otherwise(pl.col("provider"))
+        .alias("target")
+    )
+    st.dataframe(
+        targets.select(
+            "target",
+            "upstream_api",
+            "attempts",
+            "served",
+            "served_after_fallback",
+            "failures",
+            "retried",
+            "fell_back",
+            "gave_up",
+            "cut",
+            "skipped_open_circuit",
+            "failure_latency_p50_ms",
+            "top_error",
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={"failure_latency_p50_ms": st.column_config.NumberColumn(format="%.0f")},
+    )
 
 
 def render() -> None:
@@ -34,6 +78,8 @@ def render() -> None:
     if not requests:
         st.info("No calls in this time range. Widen the range in the sidebar.")
         return
+    if row.get("retried") or row.get("fallbacks"):
+        render_targets(scope, since, until)
     if not (row.get("errors") or row.get("refused") or row.get("client_aborted")):
         st.success(f"No errors or refusals in this range ({fmt.count(requests)} calls).", icon="✅")
         return

@@ -240,13 +240,55 @@ def render_usage(step: Step) -> None:
     )
 
 
+def attempt_target(a: dict) -> str:
+    """An attempt's route target as ``x-codexgate-served-by`` names it (provider[:model]), with the
+    API it was translated to."""
+    base = f"{a.get('provider')}:{a['model']}" if a.get("model") else str(a.get("provider"))
+    return base + (f" ({a['upstream_api']})" if a.get("upstream_api") else "")
+
+
+_DECISIONS = {
+    "served": "served",
+    "retry": "retried the same target",
+    "fallback": "fell back to the next target",
+    "skipped": "skipped (circuit open)",
+    "cut": "served, then the stream broke (cut)",
+    "gave_up": "gave up (nothing left to try)",
+}
+
+
 def render_attempts(step: Step) -> None:
+    """Each upstream attempt of the step: target, status, latency, error and what the relay did next."""
     if step.fallback_used:
-        providers = " → ".join(str(a.get("provider")) for a in step.attempts)
-        st.warning(f"Fallback: the call moved to another provider ({providers}).")
+        providers = " → ".join(attempt_target(a) for a in step.attempts)
+        st.warning(f"Fallback: the call moved to another target ({providers}).")
     if len(step.attempts) > 1 or step.fallback_used or (step.attempts and not step.ok):
         st.markdown("**Attempts**")
-        st.dataframe(pl.DataFrame(step.attempts).drop("url", strict=False), hide_index=True, width="stretch")
+        rows = [
+            {
+                "#": a.get("attempt"),
+                "target": attempt_target(a),
+                "status": a.get("status_code"),
+                "latency_ms": a.get("latency_ms"),
+                "error": a.get("error"),
+                "decision": _DECISIONS.get(str(a.get("decision")), a.get("decision")),
+                "waited_ms": a.get("wait_ms"),
+                "sent_bytes": a.get("sent_bytes"),
+            }
+            for a in step.attempts
+        ]
+        st.dataframe(
+            pl.DataFrame(rows, infer_schema_length=None),
+            hide_index=True,
+            width="stretch",
+            column_config={"latency_ms": st.column_config.NumberColumn(format="%.0f")},
+        )
+    if step.upstream_request_body:
+        with st.expander("Sent upstream (translated or rewritten by the route)"):
+            try:
+                st.json(json.loads(step.upstream_request_body), expanded=1)
+            except ValueError:
+                st.code(step.upstream_request_body[:20000])
 
 
 def render_guardrails(step: Step) -> None:

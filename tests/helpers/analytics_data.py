@@ -73,9 +73,17 @@ def _attempts(start: datetime, spec: list[tuple[str, int]]) -> list[dict[str, An
             "latency_ms": 100.0,
             "error": None if status == 200 else f"HTTP {status}",
             "started_at": start + timedelta(milliseconds=150 * i),
+            "decision": _decision(spec, i),
         }
         for i, (provider, status) in enumerate(spec)
     ]
+
+
+def _decision(spec: list[tuple[str, int]], i: int) -> str:
+    """What the relay decided after attempt ``i`` (as the gateway records it)."""
+    if i == len(spec) - 1:
+        return "served" if spec[i][1] < 400 else "gave_up"
+    return "fallback" if spec[i + 1][0] != spec[i][0] else "retry"
 
 
 def row(
