@@ -146,6 +146,7 @@ class Upstream:
     plan: list[Target] = field(default_factory=list)
     served_by: str | None = None  # label of the target whose answer the client got
     relayed: bool = False  # sent to the provider through the in-process relay
+    in_process: bool = False  # the relay answered it whole in the request hook (not streamed)
     status: int | None = None
     response_headers: list[tuple[str, str]] | None = None
     client_gone: bool = False  # the client hung up before the provider finished

@@ -41,6 +41,7 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from addons.flowstate import Attempt
 from codexgate.wire.sse import SseParser, frame
@@ -237,6 +238,30 @@ def cut_event(family: str, response_id: str | None, message: str, sequence: int)
     )
 
 
+class Buffered:
+    """An answer collected whole, for a client that is not streaming (``StreamRelay.answer``):
+    the ``web.StreamResponse`` surface ``_stream`` writes to, kept in memory."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.chunks: list[bytes] = []
+        self.broken = False  # the upstream body broke after commit: the client must see a cut
+
+    async def prepare(self, request: web.Request | None) -> None:
+        return None
+
+    async def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    async def write_eof(self) -> None:
+        return None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
 class StreamRelay:
     def __init__(self) -> None:
         self.port: int | None = None
@@ -305,6 +330,36 @@ class StreamRelay:
             return out
         finally:
             job.on_end(error, client_gone)
+
+    async def answer(self, job: RelayJob) -> Buffered:
+        """Run ``job`` for a client that waits for the whole answer (a non-streamed call): the
+        same attempts, retries, fallback, translation, tap and trace as a relayed call, without
+        the loopback HTTP hop through mitmproxy and this relay's server (the caller sets the
+        returned answer as the flow's response). ``broken`` says the body broke after commit."""
+        job.started = True
+        error: str | None = None
+        try:
+            ready, target, failure = await self._attempt_all(job)
+            if ready is None:
+                assert failure is not None
+                error = failure.error
+                if failure.status is not None and target is not None:
+                    reply = await self._reply_failure(None, job, target, failure)
+                    out = Buffered(reply.status)
+                    out.headers.extend(reply.headers)
+                    out.chunks.append(bytes(reply.body or b""))  # type: ignore[arg-type]
+                    return out
+                status, body, err_headers = job.on_connect_error(error)
+                out = Buffered(status)
+                out.headers.extend({**err_headers, **self._summary_headers(job, None)})
+                out.chunks.append(body)
+                return out
+            assert target is not None
+            streamed, error, _ = await self._stream(None, job, target, ready)
+            assert isinstance(streamed, Buffered)
+            return streamed
+        finally:
+            job.on_end(error, False)
 
     def _summary_headers(self, job: RelayJob, served: RelayTarget | None) -> dict[str, str]:
         out = {"x-codexgate-attempts": str(sum(1 for a in job.attempts if a.decision != "skipped"))}
@@ -447,7 +502,7 @@ class StreamRelay:
         return _Ready(up, held, True)
 
     async def _reply_failure(
-        self, request: web.Request, job: RelayJob, target: RelayTarget, failure: _Failure
+        self, request: web.Request | None, job: RelayJob, target: RelayTarget, failure: _Failure
     ) -> web.StreamResponse:
         """Every target failed and the last one answered with an error status: the client gets
         that answer (translated when the target was), through the tap like any answer."""
@@ -472,9 +527,10 @@ class StreamRelay:
         return out
 
     async def _stream(
-        self, request: web.Request, job: RelayJob, target: RelayTarget, ready: _Ready
-    ) -> tuple[web.StreamResponse, str | None, bool]:
-        """Commit ``ready`` to the client and pass the rest of the answer on."""
+        self, request: web.Request | None, job: RelayJob, target: RelayTarget, ready: _Ready
+    ) -> tuple[web.StreamResponse | Buffered, str | None, bool]:
+        """Commit ``ready`` to the client and pass the rest of the answer on (into a ``Buffered``
+        answer when there is no relay ``request``: see ``answer``)."""
         up = ready.up
         job.on_commit(target)
         served = job.attempts[-1]
@@ -492,7 +548,11 @@ class StreamRelay:
         client_gone = False
         try:
             tap = job.on_headers(up.status, resp_headers)
-            out = web.StreamResponse(status=up.status, reason=up.reason)
+            out: web.StreamResponse | Buffered = (
+                web.StreamResponse(status=up.status, reason=up.reason)
+                if request is not None
+                else Buffered(up.status)
+            )
             for k, v in resp_headers:
                 out.headers.add(k, v)
             try:
@@ -562,8 +622,10 @@ class StreamRelay:
                         client_gone = True
             if error is not None and not client_gone and watch is None:
                 # a broken plain body: cut the client's connection too, so it sees a broken answer
-                if request.transport is not None:
+                if request is not None and request.transport is not None:
                     request.transport.abort()
+                elif isinstance(out, Buffered):
+                    out.broken = True
                 return out, error, client_gone
             if not client_gone:
                 try:

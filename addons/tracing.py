@@ -134,7 +134,8 @@ class Tracing:
         if state is None or state.verdict.refusal is not None or flow.response is None:
             return
         if state.upstream.relayed:
-            flow.response.stream = True  # the relay already taps it; pass bytes straight on
+            if not state.upstream.in_process:
+                flow.response.stream = True  # the relay already taps it; pass bytes straight on
             return
         self._upstream_headers(
             state, flow.response.status_code, list(flow.response.headers.items(multi=True))

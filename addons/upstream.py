@@ -79,6 +79,14 @@ class Upstream:
             "abort is recorded without the final usage).",
         )
 
+        loader.add_option(
+            "codexgate_relay_hop",
+            bool,
+            False,
+            "Send non-streamed calls through the relay's loopback HTTP hop as well (as streams are). "
+            "Off: the relay answers them in-process and mitmproxy opens no upstream connection for them, "
+            "which costs less; the option exists to measure the difference.",
+        )
         for name, default, text in _ROUTING_OPTIONS:
             loader.add_option(name, str, default, text)
 
@@ -167,7 +175,7 @@ class Upstream:
 
     # ---------------------------------------------------------------- every call
     @failsafe
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         flow.metadata.pop(CLEARED_KEY, None)
         state = get_state(flow)
         if state is None and flow.response is None:
@@ -192,7 +200,9 @@ class Upstream:
             return
         plan = state.upstream.plan or [Target(state.verdict.provider)]  # type: ignore[arg-type]
         if self.tracing is not None and self.relay.running and self.drain_seconds > 0:
-            self._send_through_relay(flow, state, plan)
+            job = self._send_through_relay(flow, state, plan)
+            if not state.request.stream and not ctx.options.codexgate_relay_hop:
+                await self._answer_in_process(flow, state, job)
         else:
             self._send_direct(flow, state, plan)
 
@@ -328,7 +338,7 @@ class Upstream:
             **timeouts,
         )
 
-    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> None:
+    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> RelayJob:
         req = flow.request
         hooks = self.tracing.relay_hooks(flow, state)  # type: ignore[union-attr]
         targets = [self._relay_target(flow, state, t) for t in plan]
@@ -380,8 +390,30 @@ class Upstream:
         for name in _NEVER_FORWARDED:
             req.headers.pop(name, None)
         req.url = self.relay.submit(state.trace_id, job)
+        # the relay never reads the body mitmproxy sends it (each target's body is in the job):
+        # an empty one spares a second copy over loopback and a second HTTP parse
+        req.raw_content = b""
+        for name in ("content-encoding", "transfer-encoding"):
+            req.headers.pop(name, None)
+        req.headers["content-length"] = "0"
         state.upstream.relayed = True
         flow.metadata[CLEARED_KEY] = True
+        return job
+
+    async def _answer_in_process(self, flow: http.HTTPFlow, state: FlowState, job: RelayJob) -> None:
+        """A non-streamed call: the relay runs the job here and its whole answer becomes the
+        flow's response, so mitmproxy sends nothing upstream (no loopback hop, no second HTTP
+        parse). Attempts, translation, the tap and the trace are the relay's, as for a stream."""
+        self.relay.discard(state.trace_id)
+        state.upstream.in_process = True
+        answer = await self.relay.answer(job)
+        fields = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in answer.headers.items()]
+        resp = http.Response.make(answer.status, b"", http.Headers(fields))
+        resp.raw_content = answer.body  # as the provider encoded it (content-encoding kept)
+        resp.headers["content-length"] = str(len(resp.raw_content))
+        flow.response = resp
+        if answer.broken:
+            flow.kill()  # the body broke after commit: the client sees a cut, not a short answer
 
 
 def _rewrite(model: str) -> Callable[[dict[str, Any]], bytes]:

@@ -108,6 +108,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="calls per target, round, size and concurrency")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="40,200", help="body sizes in KB")
+    ap.add_argument(
+        "--relay-hop",
+        action="store_true",
+        help="add a second gateway with codexgate_relay_hop=true (non-streamed calls through the loopback relay hop)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -139,6 +144,16 @@ def main() -> None:
             "mitmdump no-op": (f"http://127.0.0.1:{noop_port}/v1/responses", keys["SIM_OPENAI_KEY"]),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1/responses", demo.developer_key),
         }
+        if args.relay_hop:
+            (hop_port,) = launch.free_ports(1)
+            procs.append(
+                launch.start_gateway_process(
+                    {**common, "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
+                     "codexgate_traces": f"{tmp}/traces-hop", "codexgate_relay_hop": "true"},
+                    tmp / "gateway-hop.log", port=hop_port, reverse_target=sim_url, quiet=True,
+                )
+            )
+            targets["gateway, hop"] = (f"http://127.0.0.1:{hop_port}/v1/responses", demo.developer_key)
         for url, key in targets.values():  # warm-up
             asyncio.run(run_batch(url, key, 20, 4, False, sizes[0]))
         results: dict[tuple, list[tuple[float, float, float]]] = {}

@@ -128,7 +128,9 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
         json={"model": "gpt-5-codex", "input": "reset me", "stream": True},
         headers={
             "authorization": f"Bearer {key}",
-            "x-sim-fault": "reset_after_events=3",
+            # events spaced out, so the reset comes after the relay committed the stream (in one
+            # coalesced chunk the reset is a failure before commit, which is retried instead)
+            "x-sim-fault": "chunk_delay_ms=30;reset_after_events=3",
             "x-client-request-id": "reset-1",
         },
         timeout=30,
@@ -137,7 +139,7 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
         # resends on that; a bare close would only be retried after its idle timeout)
         text = b"".join(resp.iter_raw()).decode()
     events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-    assert events[-1]["type"] == "response.failed"
+    assert events and events[-1]["type"] == "response.failed", (resp.status_code, resp.headers, text[:500])
     aborted = read_traces(gateway.traces, "client_request_id = 'abort-1'", wait_for=1)
     assert aborted[0]["client_aborted"] is True and aborted[0]["outcome"] == "client_aborted"
     reset = read_traces(gateway.traces, "client_request_id = 'reset-1'", wait_for=1)
