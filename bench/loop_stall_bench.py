@@ -38,6 +38,7 @@ async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, 
     bodies = {s: [codex_body(size_kb, k, s) for k in range(8)] for s in (False, True)}
     lat: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
 
     async def one(i: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
@@ -49,11 +50,14 @@ async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, 
                 await resp.read()
                 if resp.status != 200:
                     errors += 1
-        except aiohttp.ClientError:
+                    kinds[f"HTTP {resp.status}"] = kinds.get(f"HTTP {resp.status}", 0) + 1
+        except aiohttp.ClientError as exc:
             errors += 1
+            kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
         lat.append((time.perf_counter() - t0) * 1000)
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    # up to 32 connections, as a team of Codex sessions would hold; a call waits for a free one
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
         tasks = []
         start = time.perf_counter()
         n = int(rate * seconds)
@@ -64,7 +68,7 @@ async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, 
             tasks.append(asyncio.create_task(one(i, session)))
         await asyncio.gather(*tasks)
     if errors:
-        print(f"  {errors} calls failed")
+        print(f"  {errors} calls failed: {kinds}")
     return lat
 
 
