@@ -34,10 +34,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from codexgate.sink import convert, spool
+from codexgate.sink import convert, converter, spool
 from codexgate.sink import recover as recovery
 
-__all__ = ["SinkError", "TraceSink", "recover"]
+__all__ = ["CONVERT_IN", "SinkError", "TraceSink", "recover"]
 
 log = logging.getLogger("codexgate.sink")
 
@@ -46,6 +46,7 @@ _TICK_S = 0.05
 _PROBE_EVERY_S = 1.0
 _RETRY_EVERY_S = 1.0
 _MAX_SEGMENT_BYTES = 128 << 20  # rotate early whatever flush_rows says: bounds conversion work
+CONVERT_IN = ("thread", "process")  # where closed segments become Parquet (see the module docstring)
 
 
 class SinkError(Exception):
@@ -67,7 +68,10 @@ class TraceSink:
         fsync_interval_s: float = 0.2,
         instance_id: str | None = None,
         on_error: Callable[[str], None] | None = None,
+        convert_in: str = "thread",
     ) -> None:
+        if convert_in not in CONVERT_IN:
+            raise ValueError(f"convert_in must be one of {CONVERT_IN}, not {convert_in!r}")
         if flush_interval_s <= 0 or fsync_interval_s <= 0 or flush_rows < 1:
             raise ValueError("flush_interval_s, fsync_interval_s and flush_rows must be positive")
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
@@ -78,8 +82,14 @@ class TraceSink:
         self.flush_rows = flush_rows
         self.fsync_interval_s = fsync_interval_s
         self.on_error = on_error
+        self.convert_in = convert_in
         self.recovered_rows = 0  # rows start() recovered from leftover spools
         self._spool = spool.Spool(self.traces_dir, self.instance_id)
+        self._converter: converter.ConverterProcess | None = None
+        if convert_in == "process":
+            self._converter = converter.ConverterProcess(
+                self.traces_dir, self.instance_id, self._spool.dir, self._report
+            )
         self._state = threading.Lock()  # health transitions
         self._error: str | None = None  # the spool cannot be written
         self._flush_error: str | None = None  # Parquet cannot be written (rows stay in the spool)
@@ -98,6 +108,11 @@ class TraceSink:
     @property
     def spool_dir(self) -> Path:
         return self._spool.dir
+
+    @property
+    def converter_pid(self) -> int | None:
+        """The pid of the converter process (``convert_in="process"``) while it runs, else None."""
+        return self._converter.pid if self._converter is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -129,6 +144,8 @@ class TraceSink:
         except BlockingIOError as exc:
             raise SinkError(str(exc.strerror)) from None
         self._recover()
+        if self._converter is not None:
+            self._converter.start()  # it imports pyarrow meanwhile; see converter's docstring on threads
         self._running = True
         for name, target in (("sync", self._sync_loop), ("convert", self._convert_loop)):
             thread = threading.Thread(target=target, name=f"codexgate-trace-{name}", daemon=True)
@@ -152,6 +169,8 @@ class TraceSink:
             except SinkError:
                 pass  # the segments stay in the spool; the next start recovers them
             self._running = False
+        if self._converter is not None:
+            self._converter.close()
         try:
             self._spool.release()
         except OSError:
@@ -211,7 +230,7 @@ class TraceSink:
         problem = ""
         for segment in todo:
             try:
-                done = convert.convert_segment(self.traces_dir, segment, self.instance_id)
+                problems = self._convert_one(segment)
             except OSError as exc:
                 failed.append(segment)
                 problem = str(exc.strerror or exc)
@@ -220,7 +239,7 @@ class TraceSink:
                 failed.append(segment)
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
-            for problem_line in done.problems():
+            for problem_line in problems:
                 self._report(problem_line)
         with self._pending_lock:
             self._pending = failed + [p for p in self._pending if p not in todo]
@@ -234,9 +253,23 @@ class TraceSink:
         if not self._recovery_due:
             self._flush_error = None
 
+    def _convert_one(self, segment: Path) -> list[str]:
+        """Convert one closed segment here or in the converter process; the problems to report."""
+        if self._converter is None:
+            return convert.convert_segment(self.traces_dir, segment, self.instance_id).problems()
+        return self._converter.convert(segment).problems
+
     def _recover(self) -> None:
         """Convert this instance's leftover segments and those of dead gateways."""
         try:
+            if self._converter is not None and self._running:  # a retry: off this process too
+                with self._convert_lock:
+                    answer = self._converter.recover()
+                self.recovered_rows += answer.rows
+                for line in answer.problems:
+                    self._report(line)
+                self._recovery_due = False
+                return
             result = recovery.Recovered()
             recovery.recover_dir(self.traces_dir, self._spool.dir, result)
             self.recovered_rows += result.rows
@@ -247,10 +280,11 @@ class TraceSink:
             for line in others.problems:
                 self._report(line)
             self._recovery_due = False
-        except OSError as exc:
+        except (OSError, RuntimeError, converter.ConverterDied) as exc:
             self._recovery_due = True
             self._set_flush_error(
-                f"cannot recover the trace spool under {self.traces_dir}: {exc.strerror or exc} (retrying)"
+                f"cannot recover the trace spool under {self.traces_dir}: "
+                f"{getattr(exc, 'strerror', None) or exc} (retrying)"
             )
 
     # ---------------------------------------------------------------- threads
