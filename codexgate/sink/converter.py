@@ -21,8 +21,9 @@ Lifetime:
   itself, then it checks that its parent is still the process that started it); everywhere, a
   thread reading its stdin exits the process at end of file, which is what the parent's death
   (or its ``close``) produces. The kernel delivers the death signal when the *thread* that
-  started the child ends, so ``TraceSink`` starts it from its long-lived conversion thread or
-  from ``start``'s caller; a converter killed that way is restarted like any crashed one.
+  started the child ends, not the process, so every child is started from one thread that lives
+  as long as the ``ConverterProcess`` (a ``flush()`` from a short-lived thread must not take the
+  converter with it when that thread ends).
 * the parent restarts a converter that died (``ConverterDied`` is raised only after
   ``_ATTEMPTS`` converters in a row died on the same request: a segment that kills every
   converter stays in the spool and is reported, instead of being retried in a tight loop).
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -91,6 +93,8 @@ class ConverterProcess:
         self.report = report
         self.restarts = 0  # converters that died and were replaced
         self._proc: subprocess.Popen[bytes] | None = None
+        # the one thread that starts children (see the module docstring: the death signal follows it)
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="codexgate-converter-spawn")
 
     @property
     def pid(self) -> int | None:
@@ -120,6 +124,7 @@ class ConverterProcess:
     def close(self) -> None:
         """Let the child finish and exit (end of its stdin); kill it if it does not. Never raises."""
         proc, self._proc = self._proc, None
+        self._spawner.shutdown(wait=False)
         if proc is None:
             return
         try:
@@ -140,7 +145,8 @@ class ConverterProcess:
         root = str(Path(__file__).resolve().parents[2])  # the directory holding codexgate/
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        self._proc = subprocess.Popen(
+        self._proc = self._spawner.submit(
+            subprocess.Popen,
             [
                 sys.executable,
                 "-c",
@@ -154,7 +160,7 @@ class ConverterProcess:
             stdout=subprocess.PIPE,
             env=env,
             close_fds=True,
-        )
+        ).result()
 
     def _ask(self, request: dict[str, Any]) -> Answer:
         line = (json.dumps(request) + "\n").encode()

@@ -1,0 +1,217 @@
+"""The converter process (``TraceSink(convert_in="process")``), with real processes throughout.
+
+Rows written reach Parquet exactly once; a converter SIGKILLed in the middle of a conversion is
+replaced and its segment converted again without loss or duplicates; a gateway-like driver
+SIGKILLed while its converter works leaves no orphan converter (with the Linux death signal, and
+with the portable fallback alone: the end of the converter's stdin), and a fresh sink recovers
+what it left.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from codexgate.sink import TraceSink, spool
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = '{"input": "' + "lorem ipsum dolor " * 600 + '"}'  # ~11 KB, about a real request body
+BASE = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
+
+
+def row(trace_id: str, i: int) -> dict[str, Any]:
+    start = BASE + timedelta(seconds=i % 3)  # segments span two dates: two files per conversion
+    return {
+        "trace_id": trace_id,
+        "start_time": start,
+        "end_time": start + timedelta(seconds=1),
+        "duration_ms": 1000.0,
+        "outcome": "ok",
+        "request_body": BODY,
+        "call_index": i,
+        "attempts": [{"attempt": 1, "provider": "openai", "started_at": start}],
+    }
+
+
+def parquet_ids(traces: Path) -> Counter[str]:
+    if not list(traces.glob("date=*/*.parquet")):
+        return Counter()
+    con = duckdb.connect()
+    found = con.sql(
+        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    con.close()
+    return Counter(r[0] for r in found)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie nobody reaped yet counts as dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "")
+    return state not in ("Z", "X")
+
+
+def wait_gone(pid: int, limit_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + limit_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_process_converter_puts_every_row_in_parquet_exactly_once(tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    errors: list[str] = []
+    sink = TraceSink(
+        traces, flush_rows=300, fsync_interval_s=0.05, convert_in="process", on_error=errors.append
+    )
+    sink.start()
+    pid = sink.converter_pid
+    assert pid is not None and pid != os.getpid()
+    ids = [f"p{i}" for i in range(2_000)]
+    for i, trace_id in enumerate(ids):
+        sink.write(row(trace_id, i))
+    sink.close()
+    assert not alive(pid), "close() leaves the converter running"
+    found = parquet_ids(traces)
+    assert found == Counter(ids)
+    assert not (traces / spool.SPOOL_DIR).exists() or not list((traces / spool.SPOOL_DIR).iterdir())
+    assert errors == []
+
+
+def test_converter_killed_mid_conversion_is_restarted_and_loses_nothing(tmp_path: Path) -> None:
+    seed = int.from_bytes(os.urandom(4), "big")
+    print(f"kill moments from random seed {seed}")
+    rng = random.Random(seed)
+    traces = tmp_path / "traces"
+    errors: list[str] = []
+    sink = TraceSink(
+        traces, flush_interval_s=3600, flush_rows=10**6, convert_in="process", on_error=errors.append
+    )
+    sink.start()
+    ids: list[str] = []
+    killed: list[int] = []
+    try:
+        for round_ in range(3):
+            for i in range(6_000):  # ~70 MB of spool: a conversion of a second or more
+                trace_id = f"r{round_}-{i}"
+                sink.write(row(trace_id, i))
+                ids.append(trace_id)
+            pid = sink.converter_pid
+            assert pid is not None
+            flusher = threading.Thread(target=sink.flush)  # rotate + convert through the child
+            flusher.start()
+            time.sleep(rng.uniform(0.1, 0.4))
+            pending = spool.list_segments(sink.spool_dir)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            flusher.join(120)
+            assert not flusher.is_alive()
+            assert pending, "the kill came after the conversion finished: not a mid-conversion kill"
+            assert wait_gone(pid)
+            assert sink.converter_pid not in (None, pid)  # a new converter took over
+            assert not spool.list_segments(sink.spool_dir)  # ... and converted the segment
+    finally:
+        sink.close()
+    found = parquet_ids(traces)
+    assert {k: n for k, n in found.items() if n > 1} == {}
+    assert set(found) == set(ids)
+    assert len(found) == len(ids)
+    assert not list(traces.glob("date=*/.*.tmp"))
+    died = [e for e in errors if "died (killed by SIGKILL)" in e]
+    assert [int(e.split()[3]) for e in died] == killed  # each kill was noticed and reported
+
+
+DRIVER = r"""
+import itertools, sys
+from pathlib import Path
+from tests.test_sink_process import row
+from codexgate.sink import TraceSink, converter
+
+if sys.argv[2] == "pipe-only":  # the portable fallback alone: no Linux death signal in the child
+    converter._CHILD = (
+        "import sys; import codexgate.sink.converter as c; c.die_with_parent = lambda pid: None; "
+        "sys.exit(c.main(sys.argv[1:]))"
+    )
+sink = TraceSink(Path(sys.argv[1]), flush_interval_s=0.2, flush_rows=400, fsync_interval_s=0.05,
+                 convert_in="process")
+sink.start()
+print(f"converter {sink.converter_pid}", flush=True)
+for i in itertools.count():
+    sink.write(row(f"d-{i}", i))
+    print(f"d-{i}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("lifeline", ["pdeathsig", "pipe-only"])
+def test_parent_sigkilled_leaves_no_converter_and_a_fresh_sink_recovers(
+    tmp_path: Path, lifeline: str
+) -> None:
+    traces = tmp_path / "traces"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(traces), lifeline],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    enough = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.endswith("\n"):
+                lines.append(line[:-1])
+                if len(lines) > 3_000:
+                    enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert enough.wait(120), "driver wrote fewer than 3,000 rows in 120 s"
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        converter_pid = int(lines[0].split()[1])
+        deadline = time.monotonic() + 60
+        while not list(traces.glob("date=*/*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # kill once the converter has delivered and works on the next segments
+        assert list(traces.glob("date=*/*.parquet")), "the driver's converter converted nothing in 60 s"
+        assert alive(converter_pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    assert wait_gone(converter_pid), f"converter {converter_pid} outlived its SIGKILLed parent"
+    written = lines[1:]
+    left = [seg for d in (traces / spool.SPOOL_DIR).iterdir() for seg in spool.list_segments(d)]
+    assert left, "the kill left no segment for recovery to convert"
+
+    sink = TraceSink(traces)  # a restarted gateway
+    sink.start()
+    sink.close()
+    assert not list((traces / spool.SPOOL_DIR).iterdir())
+    found = parquet_ids(traces)
+    assert {k: n for k, n in found.items() if n > 1} == {}
+    assert set(written) <= set(found)
+    assert set(found) - set(written) <= {f"d-{len(written)}"}  # written, killed before it printed
