@@ -1,27 +1,32 @@
-"""Trace sink benchmark: write rate on an event loop, loop lag, Parquet conversion, bytes per trace.
+"""Trace sink benchmark: thread vs process conversion, side by side: write rate on an event loop,
+loop lag, Parquet conversion, bytes per trace.
 
-    .venv/bin/python bench/sink_bench.py [--seconds 10] [--rate 5000] [--dir DIR]
+    .venv/bin/python bench/sink_bench.py [--seconds 10] [--rate 5000] [--dir DIR] [--modes thread,process]
 
 Rows come from ``analytics.synth.generate_rows(bodies=True)`` (the real trace shape), keeping
 those whose request body is 6-14 KB (~10 KB), cycled with fresh trace_ids and start times.
-Three runs of ``--seconds`` each on an asyncio loop, with the sink's defaults (flush every 5 s or
-10,000 rows, fsync every 0.2 s):
+
+Each ``TraceSink(convert_in=...)`` mode (``thread``: the sink's conversion thread, in the writer's
+process; ``process``: the supervised converter process) gets the same runs, and a table at the end
+puts them side by side. Runs of ``--seconds`` each on an asyncio loop, with the sink's defaults
+(flush every 5 s or 10,000 rows, fsync every 0.2 s):
 
 * ``max``: the writer calls ``write()`` as fast as it can, yielding to the loop after every row;
 * ``paced``: the writer offers ``--rate`` rows/s, one row per loop iteration;
-* ``baseline``: ``paced`` with a stand-in whose ``write`` only encodes the row: the lag this
-  machine shows anyway (other processes, the writer itself), to read the other figures against.
+* ``baseline`` (once): ``paced`` with a stand-in whose ``write`` only encodes the row: the lag
+  this machine shows anyway (other processes, the writer itself), to read the other figures against.
 
 A probe task sleeps 1 ms in a loop and records its oversleep (loop lag: what every other flow on
 the gateway would wait). Sustained rate = rows / (write time + time ``close()`` needs to drain the
-spool into Parquet), so a sink whose conversion falls behind is charged for its backlog. Then a
-closed segment of 10,000 rows is converted alone to time Parquet conversion, and each distinct
-sample row once (shuffled) to measure bytes per trace without repeats for zstd to exploit.
+spool into Parquet), so a sink whose conversion falls behind is charged for its backlog.
 
-``first``: a fresh sink's first conversion (in its own thread) while the probe runs: the stall a
-gateway sees in its first seconds (a lazy import on that path, e.g. pandas via a pyarrow
-Python->Arrow conversion, would hold the GIL for the length of the import). Run it in a fresh
-process to see a true first conversion; here it is the first of this process, before the others.
+``convert``: a fresh sink holding 10,000 spooled rows hands them to its converter while the probe
+runs and nothing is written: the conversion rate (wall clock, segment handed over -> segment gone)
+and, most important, the lag the writer's loop sees while conversion runs. ``first``: the same with
+500 rows, first thing in the process: the stall a gateway sees in its first seconds (a lazy import
+on that path, e.g. pandas via a pyarrow Python->Arrow conversion, would hold the GIL for the length
+of the import). ``convert_segment`` is also timed alone in this process (no sink), and each distinct
+sample row converted once (shuffled) to measure bytes per trace without repeats for zstd.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ def fresh(row: dict[str, Any]) -> dict[str, Any]:
 class EncodeOnly:
     """Baseline: the same writer and probe, but ``write`` only encodes (no spool, no thread)."""
 
-    def __init__(self, traces: Path, on_error: Any = None) -> None:
+    def __init__(self, traces: Path, on_error: Any = None, convert_in: str = "") -> None:
         pass
 
     def start(self) -> None:
@@ -91,10 +96,15 @@ class EncodeOnly:
 
 
 async def run(
-    traces: Path, rows: list[dict[str, Any]], seconds: float, rate: float | None, sink_type: Any = TraceSink
+    traces: Path,
+    rows: list[dict[str, Any]],
+    seconds: float,
+    rate: float | None,
+    sink_type: Any = TraceSink,
+    convert_in: str = "thread",
 ) -> dict[str, Any]:
     errors: list[str] = []
-    sink = sink_type(traces, on_error=errors.append)
+    sink = sink_type(traces, on_error=errors.append, convert_in=convert_in)
     sink.start()
     lags: list[float] = []
     write_times: list[float] = []
@@ -143,10 +153,14 @@ async def run(
     }
 
 
-async def first_conversion(traces: Path, rows: list[dict[str, Any]], n: int = 500) -> dict[str, Any]:
-    """Loop lag while a just-started sink converts its first segment in its own thread."""
-    sink = TraceSink(traces, flush_interval_s=3600)
+async def converting(
+    traces: Path, rows: list[dict[str, Any]], n: int = 500, convert_in: str = "thread"
+) -> dict[str, Any]:
+    """Loop lag while a just-started sink converts ``n`` spooled rows (its first conversion)."""
+    sink = TraceSink(traces, flush_interval_s=3600, flush_rows=10 * n, convert_in=convert_in)
     sink.start()
+    if sink._converter is not None:
+        sink._converter.recover()  # the child is up: time its conversion, not its start-up
     before = set(sys.modules)
     for i in range(n):
         sink.write(fresh(rows[i % len(rows)]))
@@ -166,8 +180,12 @@ async def first_conversion(traces: Path, rows: list[dict[str, Any]], n: int = 50
     return {
         "rows": n,
         "seconds": elapsed,
+        "rows_per_s": n / elapsed,
+        "lag_ms_p50": percentile(lags, 0.5) * 1e3,
         "lag_ms_p99": percentile(lags, 0.99) * 1e3,
         "lag_ms_max": max(lags, default=0.0) * 1e3,
+        "stalls_over_5ms": sum(1 for x in lags if x > 0.005),
+        "probes": len(lags),
         "imported": sorted(m for m in set(sys.modules) - before if "." not in m),
     }
 
@@ -212,11 +230,35 @@ def unique_bytes(traces: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def report(name: str, r: dict[str, Any]) -> None:
+    if name.endswith("max"):
+        print(
+            f"[{name}] {r['written']} traces in {r['write_s']:.1f} s: offered {r['offered_per_s']:,.0f}/s, "
+            f"sustained {r['sustained_per_s']:,.0f}/s (close() drained the backlog in {r['drain_s']:.2f} s)"
+        )
+    elif name.endswith("paced"):
+        print(
+            f"[{name}] {r['written']} traces in {r['write_s']:.1f} s: offered {r['offered_per_s']:,.0f}/s; "
+            f"everything was Parquet {r['drain_s']:.2f} s after the last write (close() converting "
+            "the last segment)"
+        )
+    print(f"[{name}] write() p50 {r['write_us_p50']:.0f} us, p99 {r['write_us_p99']:.0f} us")
+    print(
+        f"[{name}] loop lag p50 {r['lag_ms_p50']:.2f} ms, p99 {r['lag_ms_p99']:.2f} ms, "
+        f"max {r['lag_ms_max']:.2f} ms; {r['stalls_over_5ms']} of {r['probes']} probes over 5 ms"
+    )
+    if name != "baseline":
+        print(f"[{name}] Parquet {r['parquet_bytes_per_trace']:,.0f} bytes/trace in {r['files']} files")
+    if r["errors"]:
+        print(f"[{name}] errors: {r['errors']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--dir", type=Path, help="work directory, kept (default: a temporary one, removed)")
+    parser.add_argument("--modes", default="thread,process", help="convert_in modes, comma-separated")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="sink-bench-"))
     try:
@@ -234,38 +276,47 @@ def measure(args: argparse.Namespace, base: Path) -> int:
         f"{len(rows)} synthetic rows, request body median {statistics.median(bodies) / 1000:.1f} KB "
         f"(generated in {time.perf_counter() - t:.1f} s); work dir {base}"
     )
-    f = asyncio.run(first_conversion(base / "first", rows))
-    print(
-        f"[first] first conversion after start ({f['rows']} rows, {f['seconds']:.2f} s in the sink's thread): "
-        f"loop lag p99 {f['lag_ms_p99']:.2f} ms, max {f['lag_ms_max']:.2f} ms; "
-        f"modules imported meanwhile: {', '.join(f['imported']) or 'none'}"
-    )
-    runs = (("max", None, TraceSink), ("paced", args.rate, TraceSink), ("baseline", args.rate, EncodeOnly))
-    for name, rate, sink_type in runs:
-        r = asyncio.run(run(base / name, rows, args.seconds, rate, sink_type))
-        if name == "max":
-            print(
-                f"[{name}] {r['written']} traces in {r['write_s']:.1f} s: offered {r['offered_per_s']:,.0f}/s, "
-                f"sustained {r['sustained_per_s']:,.0f}/s (close() drained the backlog in {r['drain_s']:.2f} s)"
-            )
-        elif name == "paced":
-            print(
-                f"[{name}] {r['written']} traces in {r['write_s']:.1f} s: offered {r['offered_per_s']:,.0f}/s; "
-                f"everything was Parquet {r['drain_s']:.2f} s after the last write (close() converting "
-                "the last segment)"
-            )
-        print(f"[{name}] write() p50 {r['write_us_p50']:.0f} us, p99 {r['write_us_p99']:.0f} us")
+    modes = [m for m in args.modes.split(",") if m]
+    table: dict[str, dict[str, float]] = {m: {} for m in modes}
+    for mode in modes:
+        f = asyncio.run(converting(base / f"first-{mode}", rows, 500, mode))
         print(
-            f"[{name}] loop lag p50 {r['lag_ms_p50']:.2f} ms, p99 {r['lag_ms_p99']:.2f} ms, "
-            f"max {r['lag_ms_max']:.2f} ms; {r['stalls_over_5ms']} of {r['probes']} probes over 5 ms"
+            f"[{mode} first] first conversion after start ({f['rows']} rows, {f['seconds']:.2f} s): "
+            f"loop lag p99 {f['lag_ms_p99']:.2f} ms, max {f['lag_ms_max']:.2f} ms; "
+            f"modules imported meanwhile: {', '.join(f['imported']) or 'none'}"
         )
-        if name != "baseline":
-            print(f"[{name}] Parquet {r['parquet_bytes_per_trace']:,.0f} bytes/trace in {r['files']} files")
-        if r["errors"]:
-            print(f"[{name}] errors: {r['errors']}")
+        table[mode]["first conversion: loop lag max (ms)"] = f["lag_ms_max"]
+    baseline = asyncio.run(run(base / "baseline", rows, args.seconds, args.rate, EncodeOnly))
+    report("baseline", baseline)
+    paced = f"paced {args.rate:,.0f}/s"
+    for mode in modes:
+        for name, rate in (("max", None), ("paced", args.rate)):
+            r = asyncio.run(run(base / f"{name}-{mode}", rows, args.seconds, rate, TraceSink, mode))
+            report(f"{mode} {name}", r)
+            if name == "max":
+                table[mode]["sustained flat out (traces/s)"] = r["sustained_per_s"]
+                table[mode]["flat out: loop lag p99 (ms)"] = r["lag_ms_p99"]
+                table[mode]["flat out: loop lag max (ms)"] = r["lag_ms_max"]
+            else:
+                table[mode][f"{paced}: loop lag p99 (ms)"] = r["lag_ms_p99"]
+                table[mode][f"{paced}: loop lag max (ms)"] = r["lag_ms_max"]
+                table[mode][f"{paced}: probes over 5 ms"] = r["stalls_over_5ms"]
+    for mode in modes:
+        v = asyncio.run(converting(base / f"convert-{mode}", rows, 10_000, mode))
+        print(
+            f"[{mode} convert] {v['rows']:,} spooled rows to Parquet in {v['seconds']:.2f} s "
+            f"({v['rows_per_s']:,.0f} rows/s); loop lag meanwhile p50 {v['lag_ms_p50']:.2f} ms, "
+            f"p99 {v['lag_ms_p99']:.2f} ms, max {v['lag_ms_max']:.2f} ms; "
+            f"{v['stalls_over_5ms']} of {v['probes']} probes over 5 ms"
+        )
+        table[mode]["conversion (rows/s, wall)"] = v["rows_per_s"]
+        table[mode]["while converting: loop lag p50 (ms)"] = v["lag_ms_p50"]
+        table[mode]["while converting: loop lag p99 (ms)"] = v["lag_ms_p99"]
+        table[mode]["while converting: loop lag max (ms)"] = v["lag_ms_max"]
+        table[mode]["while converting: probes over 5 ms"] = v["stalls_over_5ms"]
     c = conversion(base / "convert", rows)
     print(
-        f"[convert] {c['rows']:,} rows in {c['seconds']:.2f} s: {c['rows_per_s']:,.0f} rows/s, "
+        f"[convert_segment alone] {c['rows']:,} rows in {c['seconds']:.2f} s: {c['rows_per_s']:,.0f} rows/s, "
         f"{c['spool_mb_per_s']:.0f} MB/s of spool ({c['thread_cpu_s']:.2f} s CPU in the calling thread)"
     )
     u = unique_bytes(base / "unique", rows)
@@ -273,6 +324,16 @@ def measure(args: argparse.Namespace, base: Path) -> int:
         f"[bytes] spool {u['spool_bytes_per_trace']:,.0f} bytes/trace, Parquet "
         f"{u['parquet_bytes_per_trace']:,.0f} bytes/trace ({len(rows)} distinct rows, shuffled; the "
         f"cycled runs above compress further: {c['parquet_bytes_per_trace']:,.0f} bytes/trace)"
+    )
+    print()
+    print(f"{'convert_in':44}" + "".join(f"{m:>12}" for m in modes))
+    for key in table[modes[0]]:
+        print(
+            f"{key:44}" + "".join(f"{table[m][key]:>12,.{0 if table[m][key] >= 100 else 2}f}" for m in modes)
+        )
+    print(
+        f"{'baseline (encode only, paced): lag p99 / max':44}"
+        f"{baseline['lag_ms_p99']:>12.2f}{baseline['lag_ms_max']:>12.2f}"
     )
     return 0
 
