@@ -35,6 +35,7 @@ from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import build_row, minimal_row
 from codexgate.guard.service import Guard
 from codexgate.sink import SinkError, TraceSink
+from codexgate.sink.sink import CONVERT_IN
 
 log = logging.getLogger("codexgate.tracing")
 
@@ -76,6 +77,13 @@ class Tracing:
         loader.add_option(
             "codexgate_flush_seconds", str, "5", "Seconds between flushes of the trace spool to Parquet."
         )
+        loader.add_option(
+            "codexgate_trace_convert",
+            str,
+            "thread",
+            "Where trace spool segments become Parquet: 'thread' (in the gateway) or 'process' "
+            "(a supervised converter process, off the gateway's GIL).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "codexgate_trace_failure" in updated and ctx.options.codexgate_trace_failure not in (
@@ -83,14 +91,21 @@ class Tracing:
             "closed",
         ):
             raise exceptions.OptionsError("codexgate_trace_failure must be 'open' or 'closed'.")
-        if {"codexgate_traces", "codexgate_flush_seconds"} & updated:
+        if "codexgate_trace_convert" in updated and ctx.options.codexgate_trace_convert not in CONVERT_IN:
+            raise exceptions.OptionsError(f"codexgate_trace_convert must be one of {', '.join(CONVERT_IN)}.")
+        if {"codexgate_traces", "codexgate_flush_seconds", "codexgate_trace_convert"} & updated:
             flush_seconds = seconds("codexgate_flush_seconds")
             if self.sink is not None:
                 self.sink.close()
             path = Path(ctx.options.codexgate_traces).expanduser()
             try:
                 path.mkdir(parents=True, exist_ok=True)
-                self.sink = TraceSink(path, flush_interval_s=flush_seconds, on_error=self._sink_error)
+                self.sink = TraceSink(
+                    path,
+                    flush_interval_s=flush_seconds,
+                    on_error=self._sink_error,
+                    convert_in=ctx.options.codexgate_trace_convert,
+                )
                 self.sink.start()
             except OSError as exc:
                 raise exceptions.OptionsError(
