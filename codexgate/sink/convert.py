@@ -90,6 +90,11 @@ _FALSE = _DEFAULT_SCALARS["streaming"]
 _ZERO = _DEFAULT_SCALARS["attempt_count"]  # int32, the type of attempt_count and of list lengths
 if not (_FALSE.as_py() is False and _ZERO.as_py() == 0 and _ZERO.type == pa.int32()):
     raise RuntimeError("trace schema defaults changed: update convert._FALSE / convert._ZERO")
+# per column, in schema order (the parse schema's order): (type, differs in the spool, default)
+_FINISH = [
+    (f.type, f.type != _PARSE_SCHEMA.field(f.name).type, _DEFAULT_SCALARS.get(f.name))
+    for f in _NULLABLE_SCHEMA
+]
 _EMPTY = pa.Table.from_batches([], schema=schema.SCHEMA)  # (empty_table() imports pandas)
 _ARROW_COLUMN = re.compile(r"Column\(/([A-Za-z0-9_]+)")
 
@@ -117,11 +122,12 @@ def fsync_file(path: Path) -> None:
 
 def _finish(table: pa.Table) -> pa.Table:
     """Parsed spool columns -> the trace schema, with ``normalise_row``'s defaults applied."""
-    table = table.cast(_NULLABLE_SCHEMA)
+    if table.schema.names != _PARSE_SCHEMA.names:  # Arrow gives the explicit schema's order; be sure
+        table = table.select(_PARSE_SCHEMA.names)
     columns = []
-    for name in schema.COLUMNS:
-        col = table.column(name)
-        default = _DEFAULT_SCALARS.get(name)
+    for col, (typ, cast, default) in zip(table.columns, _FINISH, strict=True):
+        if cast:  # only where the spool's type differs: Table.cast would hold the GIL for every column
+            col = col.cast(typ)
         if default is not None and col.null_count:
             col = pc.fill_null(col, default)
         columns.append(col)
@@ -153,9 +159,10 @@ def _explain(exc: Exception) -> str:
 
 
 def _parse(payloads: list[memoryview]) -> pa.Table:
-    table = pj.read_json(
-        pa.py_buffer(b"\n".join(payloads)), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
-    )
+    ndjson = payloads.ndjson if isinstance(payloads, spool.Batch) else None
+    # a whole batch is parsed where the reader read it; a part of one (isolating a rejected row) is joined
+    data = pa.py_buffer(ndjson if ndjson is not None else b"\n".join(payloads))
+    table = pj.read_json(data, read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS)
     return _finish(table)
 
 
