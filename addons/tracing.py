@@ -80,7 +80,7 @@ class Tracing:
         loader.add_option(
             "codexgate_trace_convert",
             str,
-            "thread",
+            "process",
             "Where trace spool segments become Parquet: 'thread' (in the gateway) or 'process' "
             "(a supervised converter process, off the gateway's GIL).",
         )
