@@ -8,7 +8,10 @@ segment again after a crash overwrites instead of duplicating.
 
 Parsing is Arrow's JSON reader with an explicit schema: it runs without the GIL, so converting in
 the sink's thread does not stall the event loop (``json.loads`` + ``schema.to_table`` per row holds
-the GIL for ~100 us a row). A value Arrow rejects makes the converter split that chunk in halves
+the GIL for ~100 us a row). A batch is parsed where the reader read it (``spool.Batch.ndjson``: no
+copy under the GIL), and only the timestamp columns are cast. What still holds the GIL (the
+reader's per-record checks, the Python between Arrow calls) is ~8-15% of a conversion; the
+converter process (``codexgate.sink.converter``) takes even that off the gateway's GIL. A value Arrow rejects makes the converter split that chunk in halves
 until each row Arrow rejects is alone; such a row is kept in ``TRACES/_rejected/`` rather than lost.
 
 Nothing is dropped silently: every record the reader cannot read whole (torn, corrupt, over
