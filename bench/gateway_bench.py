@@ -103,11 +103,45 @@ async def run_batch(url: str, key: str, n: int, conc: int, stream: bool, size_kb
     return out, n / (time.perf_counter() - t0)
 
 
+def start_old_tree(tree: Path, tmp: Path, sim_url: str, keys: dict[str, str], procs: list) -> tuple[str, str]:
+    """Another checkout's gateway on its own demo vault, built by that checkout's own code (its
+    ``create_demo_vault``, wherever that lived); returns (url, developer key)."""
+    import subprocess  # noqa: PLC0415 - only for this comparison
+
+    out = tmp / "old-tree"
+    out.mkdir()
+    script = (
+        "import json, sys\n"
+        "try:\n    from codexgate.cli.demo_setup import create_demo_vault\n"
+        "except ImportError:\n    from codexgate.demo_setup import create_demo_vault\n"
+        f"d = create_demo_vault(__import__('pathlib').Path({str(out)!r}), {sim_url!r}, "
+        f"{keys['SIM_OPENAI_KEY']!r}, {keys['SIM_ANTHROPIC_KEY']!r})\n"
+        "print(json.dumps({'path': str(d.path), 'key_file': str(d.key_file), 'key': d.keys['alice']}))\n"
+    )
+    made = json.loads(
+        subprocess.run([sys.executable, "-c", script], cwd=tree, check=True, capture_output=True, text=True).stdout
+    )
+    (port,) = launch.free_ports(1)
+    cmd = [launch.MITMDUMP, "-q", "-s", str(tree / "addons" / "gateway.py"), "--listen-host", "127.0.0.1",
+           "--mode", f"reverse:{sim_url}@{port}", "--set", f"confdir={tmp}/conf", "--set", "connection_strategy=lazy",
+           "--set", f"codexgate_vault={made['path']}", "--set", f"codexgate_vault_key_file={made['key_file']}",
+           "--set", f"codexgate_traces={out / 'traces'}"]
+    procs.append(subprocess.Popen(cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL, cwd=tree))
+    launch.wait_port(port, proc=procs[-1])
+    time.sleep(3)  # its addons load after the port opens
+    return f"http://127.0.0.1:{port}/v1/responses", made["key"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200, help="calls per target, round, size and concurrency")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="40,200", help="body sizes in KB")
+    ap.add_argument(
+        "--old-tree",
+        default="",
+        help="also run the gateway of another checkout (e.g. `git worktree add /tmp/old <commit>`) with its own demo vault",
+    )
     ap.add_argument(
         "--relay-hop",
         action="store_true",
@@ -154,6 +188,8 @@ def main() -> None:
                 )
             )
             targets["gateway, hop"] = (f"http://127.0.0.1:{hop_port}/v1/responses", demo.developer_key)
+        if args.old_tree:
+            targets["gateway, old tree"] = start_old_tree(Path(args.old_tree), tmp, sim_url, keys, procs)
         for url, key in targets.values():  # warm-up
             asyncio.run(run_batch(url, key, 20, 4, False, sizes[0]))
         results: dict[tuple, list[tuple[float, float, float]]] = {}
