@@ -55,8 +55,7 @@ class Pipeline:
         # The start-up heap (mitmproxy, presidio, price tables, this code: ~160k objects) leaves
         # the collector's view. Every full collection used to walk it on the event loop: a
         # ~150 ms stall every few seconds under load.
-        gc.collect()
-        gc.freeze()
+        gc.freeze()  # no collect() first: a full collection here is itself a ~150 ms stall
 
 
 # One detection engine for guardrails and privacy_mode=redacted, built at start-up (~0.5 s).
