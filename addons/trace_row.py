@@ -67,9 +67,19 @@ def _ms(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() * 1000.0
 
 
-# Per stored text column; longer values are cut and flagged (body_truncated). Five such columns,
-# each at most 6x its length once JSON-escaped, stay well under the spool's 64 MiB record cap.
+# Per stored text column; longer values are cut and flagged (body_truncated). Seven such columns
+# at up to 6x their length once JSON-escaped can pass the spool's 64 MiB record cap in the worst
+# case: tracing then writes the row without them (see ``Tracing._write``).
 MAX_STORED_CHARS = 2 * 1024 * 1024
+STORED_TEXT_COLUMNS = (
+    "request_body",
+    "upstream_request_body",
+    "new_input_items",
+    "response_body",
+    "response_text",
+    "response_reasoning",
+    "codex_turn_metadata",
+)
 
 
 class _Capper:

@@ -32,7 +32,7 @@ from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
 from addons.stream_tap import BodyCollector, StreamTap
-from addons.trace_row import build_row, minimal_row
+from addons.trace_row import STORED_TEXT_COLUMNS, build_row, minimal_row
 from codexgate.guard.service import Guard
 from codexgate.sink import SinkError, TraceSink
 from codexgate.sink.sink import CONVERT_IN
@@ -351,7 +351,15 @@ class Tracing:
             try:
                 self.sink.write(row)
             except SinkError:
-                pass  # already reported loudly through on_error; fail-open keeps serving
+                # reported loudly through on_error already. A healthy sink refused the record for
+                # its size (seven capped texts, each escaped up to 6x, can pass the spool's
+                # record cap): the row is kept without its stored texts, flagged truncated.
+                if self.sink.healthy:
+                    slim = {**row, **dict.fromkeys(STORED_TEXT_COLUMNS), "body_truncated": True}
+                    try:
+                        self.sink.write(slim)
+                    except SinkError:
+                        pass
         for finish in state.record.finishers:
             try:
                 finish(row)

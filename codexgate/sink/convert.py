@@ -50,6 +50,7 @@ ROW_GROUP_ROWS = 128 * 1024
 _NO_DICTIONARY = {
     "request_headers",
     "request_body",
+    "upstream_request_body",
     "response_headers",
     "response_body",
     "response_text",
