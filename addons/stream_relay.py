@@ -331,11 +331,12 @@ class StreamRelay:
         finally:
             job.on_end(error, client_gone)
 
-    async def answer(self, job: RelayJob) -> Buffered:
+    async def answer(self, job: RelayJob, client_gone: Callable[[], bool] = lambda: False) -> Buffered:
         """Run ``job`` for a client that waits for the whole answer (a non-streamed call): the
         same attempts, retries, fallback, translation, tap and trace as a relayed call, without
         the loopback HTTP hop through mitmproxy and this relay's server (the caller sets the
-        returned answer as the flow's response). ``broken`` says the body broke after commit."""
+        returned answer as the flow's response). ``broken`` says the body broke after commit;
+        ``client_gone()`` is asked at the end (the row of a call whose client left says so)."""
         job.started = True
         error: str | None = None
         try:
@@ -359,7 +360,7 @@ class StreamRelay:
             assert isinstance(streamed, Buffered)
             return streamed
         finally:
-            job.on_end(error, False)
+            job.on_end(error, client_gone())
 
     def _summary_headers(self, job: RelayJob, served: RelayTarget | None) -> dict[str, str]:
         out = {"x-codexgate-attempts": str(sum(1 for a in job.attempts if a.decision != "skipped"))}

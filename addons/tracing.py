@@ -321,6 +321,7 @@ class Tracing:
         result: Reassembled = from_json_body(
             state.request.shape.api, body if isinstance(body, dict) else None
         )
+        client_gone = client_gone or state.upstream.client_gone  # it left while the call ran
         ok = status < 400 and not result.failed
         if state.upstream.last and not ok:
             state.upstream.last.failed(result.error_type or f"HTTP {status}")
@@ -328,7 +329,7 @@ class Tracing:
             flow,
             state,
             result,
-            outcome="ok" if ok else "upstream_error",
+            outcome=("client_aborted" if client_gone else "ok") if ok else "upstream_error",
             status_code=status,
             client_aborted=client_gone,
             response_bytes=len(content),

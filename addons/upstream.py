@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from addons.api_shape import ApiShape
@@ -406,7 +407,9 @@ class Upstream:
         parse). Attempts, translation, the tap and the trace are the relay's, as for a stream."""
         self.relay.discard(state.trace_id)
         state.upstream.in_process = True
-        answer = await self.relay.answer(job)
+        client = flow.client_conn
+        # the client closed its side while the provider answered (mitmproxy drops CAN_READ on EOF)
+        answer = await self.relay.answer(job, lambda: not (client.state & ConnectionState.CAN_READ))
         fields = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in answer.headers.items()]
         resp = http.Response.make(answer.status, b"", http.Headers(fields))
         resp.raw_content = answer.body  # as the provider encoded it (content-encoding kept)

@@ -140,6 +140,17 @@ def test_client_abort_and_upstream_reset_are_recorded(gateway, vault) -> None:
         text = b"".join(resp.iter_raw()).decode()
     events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
     assert events and events[-1]["type"] == "response.failed", (resp.status_code, resp.headers, text[:500])
+    # a non-streamed call whose client gives up while the provider is still answering
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{gateway.base_url}/v1/responses",
+            json={"model": "gpt-5-codex", "input": "abort me too"},
+            headers={"authorization": f"Bearer {key}", "x-sim-fault": "delay_ms=1500", "x-client-request-id": "abort-2"},
+            timeout=0.5,
+        )
+    gone = read_traces(gateway.traces, "client_request_id = 'abort-2'", wait_for=1)
+    assert gone[0]["client_aborted"] is True and gone[0]["outcome"] == "client_aborted"
+    assert gone[0]["usage_complete"] is True  # the answer was read to the end and priced
     aborted = read_traces(gateway.traces, "client_request_id = 'abort-1'", wait_for=1)
     assert aborted[0]["client_aborted"] is True and aborted[0]["outcome"] == "client_aborted"
     reset = read_traces(gateway.traces, "client_request_id = 'reset-1'", wait_for=1)
