@@ -311,25 +311,13 @@ class StreamRelay:
         job = self._jobs.pop(request.match_info["job"], None)
         if job is None or self._session is None:
             return web.Response(status=404, text="unknown relay job")
-        job.started = True
-        client_gone = False
-        error: str | None = None
+        done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
         try:
-            ready, target, failure = await self._attempt_all(job)
-            if ready is None:
-                assert failure is not None
-                error = failure.error
-                if failure.status is not None and target is not None:
-                    # the last target's own error answer, passed on as the provider gave it
-                    return await self._reply_failure(request, job, target, failure)
-                status, body, err_headers = job.on_connect_error(error)
-                err_headers = {**err_headers, **self._summary_headers(job, None)}
-                return web.Response(status=status, body=body, headers=err_headers)
-            assert target is not None
-            out, error, client_gone = await self._stream(request, job, target, ready)
-            return out
+            done = await self._run(job, request)
+            assert isinstance(done[0], web.StreamResponse)
+            return done[0]
         finally:
-            job.on_end(error, client_gone)
+            job.on_end(done[1] if done else None, done[2] if done else False)
 
     async def answer(self, job: RelayJob, client_gone: Callable[[], bool] = lambda: False) -> Buffered:
         """Run ``job`` for a client that waits for the whole answer (a non-streamed call): the
@@ -337,30 +325,38 @@ class StreamRelay:
         the loopback HTTP hop through mitmproxy and this relay's server (the caller sets the
         returned answer as the flow's response). ``broken`` says the body broke after commit;
         ``client_gone()`` is asked at the end (the row of a call whose client left says so)."""
-        job.started = True
-        error: str | None = None
+        done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
         try:
-            ready, target, failure = await self._attempt_all(job)
-            if ready is None:
-                assert failure is not None
-                error = failure.error
-                if failure.status is not None and target is not None:
-                    reply = await self._reply_failure(None, job, target, failure)
-                    out = Buffered(reply.status)
-                    out.headers.extend(reply.headers)
-                    out.chunks.append(bytes(reply.body or b""))  # type: ignore[arg-type]
-                    return out
-                status, body, err_headers = job.on_connect_error(error)
-                out = Buffered(status)
-                out.headers.extend({**err_headers, **self._summary_headers(job, None)})
-                out.chunks.append(body)
-                return out
-            assert target is not None
-            streamed, error, _ = await self._stream(None, job, target, ready)
-            assert isinstance(streamed, Buffered)
-            return streamed
+            done = await self._run(job, None)
+            assert isinstance(done[0], Buffered)
+            return done[0]
         finally:
-            job.on_end(error, client_gone())
+            job.on_end(done[1] if done else None, client_gone())
+
+    async def _run(
+        self, job: RelayJob, request: web.Request | None
+    ) -> tuple[web.StreamResponse | Buffered, str | None, bool]:
+        """One job: the attempts, then the committed answer, or the failure reply (the last
+        target's own error answer, else the gateway's in the client's format) — written to
+        ``request``'s response, or into a ``Buffered`` answer without one. Returns (answer,
+        error or None, client gone)."""
+        job.started = True
+        ready, target, failure = await self._attempt_all(job)
+        if ready is not None:
+            assert target is not None
+            return await self._stream(request, job, target, ready)
+        assert failure is not None
+        if failure.status is not None and target is not None:
+            reply = await self._reply_failure(job, target, failure)
+        else:
+            status, body, err_headers = job.on_connect_error(failure.error)
+            reply = web.Response(status=status, body=body, headers={**err_headers, **self._summary_headers(job, None)})
+        if request is not None:
+            return reply, failure.error, False
+        out = Buffered(reply.status)
+        out.headers.extend(reply.headers)
+        out.chunks.append(bytes(reply.body or b""))  # type: ignore[arg-type]
+        return out, failure.error, False
 
     def _summary_headers(self, job: RelayJob, served: RelayTarget | None) -> dict[str, str]:
         out = {"x-codexgate-attempts": str(sum(1 for a in job.attempts if a.decision != "skipped"))}
@@ -502,9 +498,7 @@ class StreamRelay:
             return _Failure(f"stream broke before its first event: {type(exc).__name__}: {exc}"[:500])
         return _Ready(up, held, True)
 
-    async def _reply_failure(
-        self, request: web.Request | None, job: RelayJob, target: RelayTarget, failure: _Failure
-    ) -> web.StreamResponse:
+    async def _reply_failure(self, job: RelayJob, target: RelayTarget, failure: _Failure) -> web.Response:
         """Every target failed and the last one answered with an error status: the client gets
         that answer (translated when the target was), through the tap like any answer."""
         assert failure.status is not None
