@@ -238,6 +238,11 @@ def cut_event(family: str, response_id: str | None, message: str, sequence: int)
     )
 
 
+def _internal(exc: BaseException) -> str:
+    """The row's error for an exception inside the relay: its type, never its text."""
+    return f"internal error in the relay ({type(exc).__name__})"
+
+
 class Buffered:
     """An answer collected whole, for a client that is not streaming (``StreamRelay.answer``):
     the ``web.StreamResponse`` surface ``_stream`` writes to, kept in memory."""
@@ -312,12 +317,16 @@ class StreamRelay:
         if job is None or self._session is None:
             return web.Response(status=404, text="unknown relay job")
         done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
+        crashed: str | None = None
         try:
             done = await self._run(job, request)
             assert isinstance(done[0], web.StreamResponse)
             return done[0]
+        except Exception as exc:
+            crashed = _internal(exc)
+            raise
         finally:
-            job.on_end(done[1] if done else None, done[2] if done else False)
+            job.on_end(done[1] if done else crashed, done[2] if done else False)
 
     async def answer(self, job: RelayJob, client_gone: Callable[[], bool] = lambda: False) -> Buffered:
         """Run ``job`` for a client that waits for the whole answer (a non-streamed call): the
@@ -326,12 +335,16 @@ class StreamRelay:
         returned answer as the flow's response). ``broken`` says the body broke after commit;
         ``client_gone()`` is asked at the end (the row of a call whose client left says so)."""
         done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
+        crashed: str | None = None
         try:
             done = await self._run(job, None)
             assert isinstance(done[0], Buffered)
             return done[0]
+        except Exception as exc:  # the row says so; the caller answers the client
+            crashed = _internal(exc)
+            raise
         finally:
-            job.on_end(done[1] if done else None, client_gone())
+            job.on_end(done[1] if done else crashed, client_gone())
 
     async def _run(
         self, job: RelayJob, request: web.Request | None

@@ -409,7 +409,14 @@ class Upstream:
         state.upstream.in_process = True
         client = flow.client_conn
         # the client closed its side while the provider answered (mitmproxy drops CAN_READ on EOF)
-        answer = await self.relay.answer(job, lambda: not (client.state & ConnectionState.CAN_READ))
+        try:
+            answer = await self.relay.answer(job, lambda: not (client.state & ConnectionState.CAN_READ))
+        except Exception as exc:  # the provider may have been called: a 502, not "not forwarded"
+            log.error("codexgate: internal error in the relay (%s); the call is answered 502", type(exc).__name__)
+            state.verdict.gateway_error = f"StreamRelay.answer: {type(exc).__name__}"
+            msg = "codexgate failed while relaying this request (internal error); it can be retried."
+            flow.response = error_response(state.request.shape.family, 502, "gateway_error", msg)
+            return
         fields = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in answer.headers.items()]
         resp = http.Response.make(answer.status, b"", http.Headers(fields))
         resp.raw_content = answer.body  # as the provider encoded it (content-encoding kept)
