@@ -143,9 +143,12 @@ def main() -> None:
         help="also run the gateway of another checkout (e.g. `git worktree add /tmp/old <commit>`) with its own demo vault",
     )
     ap.add_argument(
-        "--relay-hop",
-        action="store_true",
-        help="add a second gateway with codexgate_relay_hop=true (non-streamed calls through the loopback relay hop)",
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:OPTION=VALUE[,OPTION=VALUE]",
+        help="add a gateway with these options set, side by side with the default one (repeatable), e.g. "
+        "'hop:codexgate_relay_hop=true' or 'thread:codexgate_trace_convert=thread'",
     )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -178,16 +181,18 @@ def main() -> None:
             "mitmdump no-op": (f"http://127.0.0.1:{noop_port}/v1/responses", keys["SIM_OPENAI_KEY"]),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1/responses", demo.developer_key),
         }
-        if args.relay_hop:
-            (hop_port,) = launch.free_ports(1)
+        for i, spec in enumerate(args.variant):
+            name, _, sets = spec.partition(":")
+            extra = dict(item.split("=", 1) for item in sets.split(",") if item)
+            (port,) = launch.free_ports(1)
             procs.append(
                 launch.start_gateway_process(
                     {**common, "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
-                     "codexgate_traces": f"{tmp}/traces-hop", "codexgate_relay_hop": "true"},
-                    tmp / "gateway-hop.log", port=hop_port, reverse_target=sim_url, quiet=True,
+                     "codexgate_traces": f"{tmp}/traces-{i}", **extra},
+                    tmp / f"gateway-{i}.log", port=port, reverse_target=sim_url, quiet=True,
                 )
             )
-            targets["gateway, hop"] = (f"http://127.0.0.1:{hop_port}/v1/responses", demo.developer_key)
+            targets[f"gateway, {name}"] = (f"http://127.0.0.1:{port}/v1/responses", demo.developer_key)
         if args.old_tree:
             targets["gateway, old tree"] = start_old_tree(Path(args.old_tree), tmp, sim_url, keys, procs)
         for url, key in targets.values():  # warm-up
