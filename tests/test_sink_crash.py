@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from codexgate.sink import spool
 from codexgate.sink.sink import TraceSink, recover
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.children import Child, parquet_ids
 
 CHILD = r"""
 import itertools, sys
@@ -55,54 +48,16 @@ for i in itertools.count():
 """
 
 
-def parquet_ids(traces: Path) -> Counter[str]:
-    if not list(traces.glob("date=*/*.parquet")):
-        return Counter()
-    con = duckdb.connect()
-    rows = con.sql(
-        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true)"
-    ).fetchall()
-    con.close()
-    return Counter(r[0] for r in rows)
-
-
 def run_and_kill(traces: Path, prefix: str, rng: random.Random) -> tuple[list[str], int]:
     """Start the child, SIGKILL it at a random moment after >= 500 rows; (printed ids, recovered)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(traces), prefix],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    enough = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.endswith("\n"):  # a line cut by the kill was never completely printed
-                lines.append(line[:-1])
-                if len(lines) > 500:
-                    enough.set()
-        enough.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    child = Child(CHILD, str(traces), prefix, enough_after=500)
     try:
-        assert enough.wait(60), "child wrote fewer than 500 rows in 60 s"
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        child.wait_lines(60)
         time.sleep(rng.uniform(0, 0.6))
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
+        child.sigkill()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
+        child.close()
+    lines = child.lines
     assert lines[0].startswith("recovered "), lines[:1]
     return lines[1:], int(lines[0].split()[1])
 

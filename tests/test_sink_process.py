@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,12 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from codexgate.sink import TraceSink, spool
+from tests.helpers.children import Child, parquet_ids
 
-ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"input": "' + "lorem ipsum dolor " * 600 + '"}'  # ~11 KB, about a real request body
 BASE = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
 
@@ -43,17 +40,6 @@ def row(trace_id: str, i: int) -> dict[str, Any]:
         "call_index": i,
         "attempts": [{"attempt": 1, "provider": "openai", "started_at": start}],
     }
-
-
-def parquet_ids(traces: Path) -> Counter[str]:
-    if not list(traces.glob("date=*/*.parquet")):
-        return Counter()
-    con = duckdb.connect()
-    found = con.sql(
-        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true)"
-    ).fetchall()
-    con.close()
-    return Counter(r[0] for r in found)
 
 
 def alive(pid: int) -> bool:
@@ -162,46 +148,19 @@ def test_parent_sigkilled_leaves_no_converter_and_a_fresh_sink_recovers(
     tmp_path: Path, lifeline: str
 ) -> None:
     traces = tmp_path / "traces"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(traces), lifeline],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    enough = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.endswith("\n"):
-                lines.append(line[:-1])
-                if len(lines) > 3_000:
-                    enough.set()
-        enough.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    child = Child(DRIVER, str(traces), lifeline, enough_after=3_000)
     try:
-        assert enough.wait(120), "driver wrote fewer than 3,000 rows in 120 s"
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        converter_pid = int(lines[0].split()[1])
+        child.wait_lines(120)
+        converter_pid = int(child.lines[0].split()[1])
         deadline = time.monotonic() + 60
         while not list(traces.glob("date=*/*.parquet")) and time.monotonic() < deadline:
             time.sleep(0.05)  # kill once the converter has delivered and works on the next segments
         assert list(traces.glob("date=*/*.parquet")), "the driver's converter converted nothing in 60 s"
         assert alive(converter_pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(10) == -signal.SIGKILL
+        child.sigkill()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
+        child.close()
+    lines = child.lines
     assert wait_gone(converter_pid), f"converter {converter_pid} outlived its SIGKILLed parent"
     written = lines[1:]
     left = [seg for d in (traces / spool.SPOOL_DIR).iterdir() for seg in spool.list_segments(d)]
