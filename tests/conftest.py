@@ -22,6 +22,14 @@ def sim() -> Iterator[SimProvider]:
         provider.stop()
 
 
+@pytest.fixture()
+def fresh(sim: SimProvider) -> SimProvider:
+    """The module's simulated provider with no faults and an empty request log."""
+    sim.clear_faults()
+    sim.clear()
+    return sim
+
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gw")

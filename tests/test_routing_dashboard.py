@@ -6,8 +6,6 @@ what was sent upstream; Errors shows retries and fallbacks per route target from
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,17 +57,9 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def env(traces: Path) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("CODEXGATE_TRACES", "CODEXGATE_DASHBOARD_AUTH")}
-    os.environ.update(CODEXGATE_TRACES=str(traces), CODEXGATE_DASHBOARD_AUTH="off")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def env(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEXGATE_TRACES", str(traces))
+    monkeypatch.setenv("CODEXGATE_DASHBOARD_AUTH", "off")
 
 
 def page(name: str, **params: str) -> AppTest:

@@ -119,13 +119,6 @@ def rgw(module_tmp: Path, rvault) -> Iterator[Gateway]:
         gw.stop()
 
 
-@pytest.fixture()
-def fresh(sim: SimProvider) -> SimProvider:
-    sim.clear_faults()
-    sim.clear()
-    return sim
-
-
 def _client(gw: Gateway, key: str, raw: bool = False) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=key, max_retries=0, timeout=30)
 
