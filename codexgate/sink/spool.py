@@ -214,14 +214,8 @@ def pread_exact(fd: int, length: int, offset: int) -> bytearray:
     short read is never mistaken for the end of the data.
     """
     buf = bytearray(length)
-    view = memoryview(buf)
-    got = 0
-    while got < length:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
-            break
-        got += n
-    view.release()
+    with _read_into(buf, fd, length, offset) as view:
+        got = len(view)
     if got < length:
         del buf[got:]
     return buf
