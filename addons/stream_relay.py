@@ -308,9 +308,6 @@ class StreamRelay:
         self._jobs[job_id] = job
         return f"http://127.0.0.1:{self.port}/relay/{job_id}"
 
-    def discard(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
-
     # ---------------------------------------------------------------- one call
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         job = self._jobs.pop(request.match_info["job"], None)

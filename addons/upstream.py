@@ -11,7 +11,6 @@ are not model providers (pass through untouched, or refuse), and explains client
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from addons.route_table import Target
 from addons.stream_relay import RelayJob, RelayTarget, RetryPolicy, StreamRelay
 from addons.trace_row import UPSTREAM_SENT_KEY, UpstreamSent
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
+from codexgate.core.safejson import dumps_text
 from codexgate.routing.breaker import Breaker, BreakerConfig, MemoryStore, RedisStore
 from codexgate.wire.translate import anthropic as translate_anthropic
 from codexgate.wire.translate import chat as translate_chat
@@ -201,9 +201,11 @@ class Upstream:
             return
         plan = state.upstream.plan or [Target(state.verdict.provider)]  # type: ignore[arg-type]
         if self.tracing is not None and self.relay.running and self.drain_seconds > 0:
-            job = self._send_through_relay(flow, state, plan)
+            job = self._relay_job(flow, state, plan)
             if not state.request.stream and not ctx.options.codexgate_relay_hop:
                 await self._answer_in_process(flow, state, job)
+            else:
+                self._through_hop(flow, state, job)
         else:
             self._send_direct(flow, state, plan)
 
@@ -222,7 +224,7 @@ class Upstream:
         url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
         req.url = url
         if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
-            req.content = json.dumps({**state.request.body, "model": target.model}).encode()
+            req.content = dumps_text({**state.request.body, "model": target.model}).encode()
             req.headers.pop("content-encoding", None)
             flow.metadata[UPSTREAM_SENT_KEY] = UpstreamSent(target.label, req.content, _rewrite(target.model))
         if not state.request.passthrough:
@@ -269,7 +271,7 @@ class Upstream:
             translated = translate_anthropic.request_to_anthropic(state.request.body, model or "")
             base = provider.base_url.rstrip("/")
             url = (base if base.endswith("/v1") else base + "/v1") + "/messages"
-            body = json.dumps(translated.body).encode()
+            body = dumps_text(translated.body).encode()
             custom = translated.custom_tools
             headers = [
                 ("content-type", "application/json"),
@@ -309,7 +311,7 @@ class Upstream:
                     ("accept-encoding", "identity"),
                     *creds,
                 ],
-                body=json.dumps(chat.body).encode(),
+                body=dumps_text(chat.body).encode(),
                 model=model,
                 upstream_api="chat_completions",
                 stream_translator=lambda: translate_chat.ResponsesStream(chat_custom),
@@ -323,7 +325,7 @@ class Upstream:
         body = req.raw_content or b""
         headers = [(k, v) for k, v in client_headers if k.lower() != "accept-encoding"]
         if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
-            body = json.dumps({**state.request.body, "model": target.model}).encode()
+            body = dumps_text({**state.request.body, "model": target.model}).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-encoding"]
         headers.append(("accept-encoding", "identity"))  # the relay reads streams to hold and judge them
         if provider.kind == "anthropic" and not any(k.lower() == "anthropic-version" for k, _ in headers):
@@ -339,7 +341,8 @@ class Upstream:
             **timeouts,
         )
 
-    def _send_through_relay(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> RelayJob:
+    def _relay_job(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> RelayJob:
+        """The relay's job for this call: every target's URL, credential and body, and the trace's hooks."""
         req = flow.request
         hooks = self.tracing.relay_hooks(flow, state)  # type: ignore[union-attr]
         targets = [self._relay_target(flow, state, t) for t in plan]
@@ -387,9 +390,16 @@ class Upstream:
             breaker=self.breaker,
             drain_seconds=self.drain_seconds,
         )
-        # the mitmproxy request goes to the relay and carries no credential: the job holds them
+        # the flow's request carries no credential from here on: the job holds them
         for name in _NEVER_FORWARDED:
             req.headers.pop(name, None)
+        state.upstream.relayed = True
+        flow.metadata[CLEARED_KEY] = True
+        return job
+
+    def _through_hop(self, flow: http.HTTPFlow, state: FlowState, job: RelayJob) -> None:
+        """A streamed call: mitmproxy sends it to the relay over loopback and streams its answer."""
+        req = flow.request
         req.url = self.relay.submit(state.trace_id, job)
         # the relay never reads the body mitmproxy sends it (each target's body is in the job):
         # an empty one spares a second copy over loopback and a second HTTP parse
@@ -397,15 +407,11 @@ class Upstream:
         for name in ("content-encoding", "transfer-encoding"):
             req.headers.pop(name, None)
         req.headers["content-length"] = "0"
-        state.upstream.relayed = True
-        flow.metadata[CLEARED_KEY] = True
-        return job
 
     async def _answer_in_process(self, flow: http.HTTPFlow, state: FlowState, job: RelayJob) -> None:
         """A non-streamed call: the relay runs the job here and its whole answer becomes the
         flow's response, so mitmproxy sends nothing upstream (no loopback hop, no second HTTP
         parse). Attempts, translation, the tap and the trace are the relay's, as for a stream."""
-        self.relay.discard(state.trace_id)
         state.upstream.in_process = True
         client = flow.client_conn
         # the client closed its side while the provider answered (mitmproxy drops CAN_READ on EOF)
@@ -427,7 +433,7 @@ class Upstream:
 
 
 def _rewrite(model: str) -> Callable[[dict[str, Any]], bytes]:
-    return lambda doc: json.dumps({**doc, "model": model}).encode()
+    return lambda doc: dumps_text({**doc, "model": model}).encode()
 
 
 def _sent(state: FlowState, target: Target, sent: RelayTarget) -> UpstreamSent | None:
@@ -437,13 +443,13 @@ def _sent(state: FlowState, target: Target, sent: RelayTarget) -> UpstreamSent |
         return UpstreamSent(
             sent.label,
             sent.body,
-            lambda doc: json.dumps(translate_anthropic.request_to_anthropic(doc, model).body).encode(),
+            lambda doc: dumps_text(translate_anthropic.request_to_anthropic(doc, model).body).encode(),
         )
     if target.translate == "chat" and isinstance(state.request.body, dict):
         return UpstreamSent(
             sent.label,
             sent.body,
-            lambda doc: json.dumps(translate_chat.request_to_chat(doc, model).body).encode(),
+            lambda doc: dumps_text(translate_chat.request_to_chat(doc, model).body).encode(),
         )
     if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
         return UpstreamSent(sent.label, sent.body, _rewrite(target.model))
