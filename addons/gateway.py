@@ -12,7 +12,6 @@ adds its name to ``REQUIRED_POLICIES``.
 
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.privacy import Privacy  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
 from addons.scope import Scope  # noqa: E402
+from addons.startup import StartupGate  # noqa: E402
 from addons.tracing import Tracing  # noqa: E402
 from addons.upstream import Upstream  # noqa: E402
 from addons.vault_watch import VaultHolder  # noqa: E402
@@ -45,25 +45,22 @@ _hosts = ProviderHosts(_vault)
 
 
 class Pipeline:
-    """Installs the top-level Backstop when mitmproxy loads the script; freezes the start-up
-    heap once the proxy runs."""
+    """Installs the top-level Backstop when mitmproxy loads the script."""
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         install_backstop(_hosts.is_provider_host)
-
-    def running(self) -> None:
-        # The start-up heap (mitmproxy, presidio, price tables, this code: ~160k objects) leaves
-        # the collector's view. Every full collection used to walk it on the event loop: a
-        # ~150 ms stall every few seconds under load.
-        gc.freeze()  # no collect() first: a full collection here is itself a ~150 ms stall
 
 
 # One detection engine for guardrails and privacy_mode=redacted, built at start-up (~0.5 s).
 _guard = Guard(workers=2)
 _tracing = Tracing(Privacy(_guard))
+# Calls wait (bounded) until every addon's running hook has returned: the ledger is open, the
+# relay listens; then the start-up heap is frozen out of the collector's view.
+_startup = StartupGate()
 
 addons = [
     Pipeline(),
+    _startup,
     LoopLag(),
     ClientLimits(),
     Intake(_hosts),
@@ -74,4 +71,5 @@ addons = [
     Guardrails(_vault, _guard),
     _tracing,
     Upstream(_hosts, REQUIRED_POLICIES, _tracing),
+    _startup.done,
 ]

@@ -1,0 +1,80 @@
+"""In-process tests of the start-up gate: a call that arrives while the addons' ``running``
+hooks are still working (mitmproxy listens before it runs them) waits for them instead of
+meeting a ledger that is not open yet."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+from mitmproxy.test import taddons
+
+from addons.failsafe import CLEARED_KEY
+from addons.flowstate import get_state
+from addons.limits import Limits
+from addons.startup import StartupGate
+from addons.tracing import Tracing
+from tests.gateway.flows import Pipeline, demo_vault, error_of, model_flow
+
+
+async def _running(*addons) -> None:
+    """mitmproxy's order: each addon's running hook awaited before the next one's."""
+    for addon in addons:
+        result = getattr(addon, "running", lambda: None)()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_path: Path) -> None:
+    demo = demo_vault(tmp_path)
+    p = Pipeline(demo, required=("identity", "scope", "limits"))
+    gate, limits = StartupGate(wait_s=30), Limits(p.holder)
+    with taddons.context(*p.chain, limits, Tracing()) as tctx:  # Tracing declares codexgate_traces
+        tctx.options.update(
+            codexgate_traces=str(tmp_path / "traces"), codexgate_ledger=str(tmp_path / "l.sqlite3")
+        )
+        flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
+        call = asyncio.create_task(p.run(flow, extra=[limits]))  # not gated: shows the race
+        gated_flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
+
+        async def gated() -> None:
+            await gate.request(gated_flow)
+            await p.run(gated_flow, extra=[limits])
+
+        waiting = asyncio.create_task(gated())
+        await call
+        # Without the gate the call met the unopened ledger and was refused, never forwarded.
+        assert flow.response.status_code == 503 and error_of(flow)["code"] == "limits_unavailable"
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and gated_flow.response is None and not gate.started
+        await _running(gate, limits, gate.done)
+        await asyncio.wait_for(waiting, 5)
+        assert gate.started and gc.get_freeze_count() > 0
+        assert gated_flow.response is None and gated_flow.metadata[CLEARED_KEY] is True
+        allowed = [d["policy"] for d in get_state(gated_flow).verdict.decisions if d["decision"] == "allow"]
+        assert allowed == ["identity", "scope", "limits"]
+    gc.unfreeze()
+
+
+async def test_the_wait_is_bounded_and_then_the_checks_refuse_as_before(tmp_path: Path) -> None:
+    demo = demo_vault(tmp_path)
+    p = Pipeline(demo, required=("identity", "scope", "limits"))
+    gate, limits = StartupGate(wait_s=0.2), Limits(p.holder)
+    with taddons.context(*p.chain, limits, Tracing()) as tctx:  # Tracing declares codexgate_traces
+        tctx.options.update(
+            codexgate_traces=str(tmp_path / "traces"), codexgate_ledger=str(tmp_path / "l.sqlite3")
+        )
+        flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
+        await asyncio.wait_for(gate.request(flow), 5)  # the running hooks never finish here
+        await p.run(flow, extra=[limits])
+        assert not gate.started
+        assert flow.response.status_code == 503 and CLEARED_KEY not in flow.metadata
+
+
+async def test_once_started_the_gate_does_not_wait(tmp_path: Path) -> None:
+    gate = StartupGate(wait_s=30)
+    gate.open()
+    flow = model_flow(None, {"model": "gpt-5-codex", "input": "x"})
+    await asyncio.wait_for(gate.request(flow), 0.5)
+    assert flow.response is None
