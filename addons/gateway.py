@@ -71,5 +71,5 @@ addons = [
     Guardrails(_vault, _guard),
     _tracing,
     Upstream(_hosts, REQUIRED_POLICIES, _tracing),
-    _startup.done,
+    _startup.last,
 ]

@@ -7,8 +7,8 @@ stream relay — so a client that connects the moment the port accepts (a test f
 Codex that was retrying while the gateway restarted) used to meet a half-started gateway and
 get ``503 limits_unavailable`` from a ledger that opened a few milliseconds later.
 
-``StartupGate`` goes first in the script's addon list and ``StartupGate.done`` last. Invariant:
-a request hook of any later addon runs only after ``done.running`` (i.e. after every earlier
+``StartupGate`` goes first in the script's addon list and ``StartupGate.last`` last. Invariant:
+a request hook of any later addon runs only after ``last.running`` (i.e. after every earlier
 addon's ``running``) has returned, or after ``wait_s`` seconds; in the second case the flow
 goes on and meets the same fail-closed checks as ever (a ledger that is still not open
 refuses with 503), so waiting never opens the gate. Once started, the check is one attribute
@@ -33,7 +33,7 @@ class StartupGate:
         self.wait_s = wait_s
         self.started = False
         self._event = asyncio.Event()  # binds to the running loop on first wait (Python >= 3.10)
-        self.done = _Started(self)
+        self.last = _Started(self)  # not "done": that name is a mitmproxy hook
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if self.started:

@@ -48,7 +48,7 @@ async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_pat
         assert flow.response.status_code == 503 and error_of(flow)["code"] == "limits_unavailable"
         await asyncio.sleep(0.05)
         assert not waiting.done() and gated_flow.response is None and not gate.started
-        await _running(gate, limits, gate.done)
+        await _running(gate, limits, gate.last)
         await asyncio.wait_for(waiting, 5)
         assert gate.started and gc.get_freeze_count() > 0
         assert gated_flow.response is None and gated_flow.metadata[CLEARED_KEY] is True
