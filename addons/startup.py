@@ -9,9 +9,10 @@ get ``503 limits_unavailable`` from a ledger that opened a few milliseconds late
 
 ``StartupGate`` goes first in the script's addon list and ``StartupGate.last`` last. Invariant:
 a request hook of any later addon runs only after ``last.running`` (i.e. after every earlier
-addon's ``running``) has returned, or after ``wait_s`` seconds; in the second case the flow
-goes on and meets the same fail-closed checks as ever (a ledger that is still not open
-refuses with 503), so waiting never opens the gate. Once started, the check is one attribute
+addon's ``running``) has returned, or after ``wait_s`` seconds; in the second case (a
+``running`` hook raised, and mitmproxy skipped the later ones) the gate stops waiting for good
+and flows meet the same fail-closed checks as ever (a ledger that is not open refuses with
+503), so waiting never opens the gateway. Once started, the check is one attribute
 read per call.
 """
 
@@ -41,10 +42,13 @@ class StartupGate:
         try:
             await asyncio.wait_for(self._event.wait(), self.wait_s)
         except TimeoutError:
-            log.warning(
-                "codexgate: still starting after %.0f s; the call goes on to the checks as they stand",
-                self.wait_s,
-            )
+            if not self.started:  # once: an addon's running hook failed (mitmproxy then skips the later ones)
+                log.error(
+                    "codexgate: start-up did not finish within %.0f s (see the addon errors above); calls no "
+                    "longer wait and meet the checks as they stand",
+                    self.wait_s,
+                )
+                self.open()
 
     def open(self) -> None:
         self.started = True

@@ -68,8 +68,12 @@ async def test_the_wait_is_bounded_and_then_the_checks_refuse_as_before(tmp_path
         flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
         await asyncio.wait_for(gate.request(flow), 5)  # the running hooks never finish here
         await p.run(flow, extra=[limits])
-        assert not gate.started
         assert flow.response.status_code == 503 and CLEARED_KEY not in flow.metadata
+        # it waited once: later calls meet the checks at once instead of 0.2 s later each
+        later = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
+        await asyncio.wait_for(gate.request(later), 0.1)
+        await p.run(later, extra=[limits])
+        assert later.response.status_code == 503 and CLEARED_KEY not in later.metadata
 
 
 async def test_once_started_the_gate_does_not_wait(tmp_path: Path) -> None:
