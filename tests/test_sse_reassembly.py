@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from codexgate.wire import SseParser, from_json_body
 from codexgate.wire.anthropic import Reassembler as AnthropicReassembler
 from codexgate.wire.chat import Reassembler as ChatReassembler
@@ -240,3 +243,70 @@ def test_anthropic_stream_usage_includes_cache_in_input() -> None:
 def test_json_error_body() -> None:
     res = from_json_body("responses", {"error": {"code": "rate_limit_exceeded", "message": "slow down"}})
     assert res.failed and res.error_type == "rate_limit_exceeded"
+
+
+def _reference_events(raw: bytes) -> list[tuple[str | None, str]]:
+    """The SSE rules written plainly (whole body, line by line), as the oracle for the parser."""
+    out: list[tuple[str | None, str]] = []
+    event: str | None = None
+    data: list[str] = []
+    lines = raw.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    for line in complete + ([tail] if tail else []):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            if data or event is not None:
+                out.append((event, "\n".join(data)))
+            event, data = None, []
+            continue
+        if line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if name == b"data":
+            data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+    if data:
+        out.append((event, "\n".join(data)))
+    return out
+
+
+_SSE_LINES = st.lists(
+    st.sampled_from(
+        [
+            b"event: response.output_text.delta",
+            b'data: {"delta":"h\xc3\xa9"}',
+            b"data:x",
+            b"data: ",
+            b": keep-alive",
+            b"",
+            b"id: 7",
+            b"retry: 10",
+            b"event:",
+            b"data: \xe2\x82",
+            b"\xac more",
+        ]
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=_SSE_LINES, crlf=st.booleans(), cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12)
+)
+def test_the_parser_gives_the_same_events_at_any_chunking(
+    lines: list[bytes], crlf: bool, cuts: list[int]
+) -> None:
+    raw = (b"\r\n" if crlf else b"\n").join(lines)
+    bounds = sorted({c % (len(raw) + 1) for c in cuts})
+    parser = SseParser()
+    got = []
+    prev = 0
+    for b in [*bounds, len(raw)]:
+        got += parser.feed(raw[prev:b])
+        prev = b
+    got += parser.close()
+    assert [(e.event, e.data) for e in got] == _reference_events(raw)

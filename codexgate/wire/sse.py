@@ -26,33 +26,37 @@ class SseParser:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        """Return the events completed by ``chunk`` (possibly none)."""
+        """Return the events completed by ``chunk`` (possibly none). Linear in the chunk: the
+        lines are found by index and the unfinished tail is kept once per call, not once per
+        line (a 64 KB chunk of small events was copied again for each of its lines)."""
         if not chunk:
             return []
-        self._buf += chunk
+        buf = self._buf + chunk if self._buf else chunk
         out: list[SseEvent] = []
+        start = 0
+        find = buf.find
         while True:
-            nl = self._buf.find(b"\n")
+            nl = find(b"\n", start)
             if nl < 0:
                 break
-            line = self._buf[:nl]
-            self._buf = self._buf[nl + 1 :]
-            if line.endswith(b"\r"):
-                line = line[:-1]
+            end = nl - 1 if nl > start and buf[nl - 1] == 13 else nl  # CRLF or LF
+            line = buf[start:end]
+            start = nl + 1
             if not line:
                 if self._data or self._event is not None:
                     out.append(SseEvent(self._event, "\n".join(self._data)))
                 self._event, self._data = None, []
                 continue
-            if line.startswith(b":"):
-                continue  # comment / keep-alive
+            if line[0] == 58:  # ":" comment / keep-alive
+                continue
             name, _, value = line.partition(b":")
-            if value.startswith(b" "):
+            if value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
                 self._data.append(value.decode("utf-8", "replace"))
             elif name == b"event":
                 self._event = value.decode("utf-8", "replace")
+        self._buf = buf[start:] if start else buf
         return out
 
     def close(self) -> list[SseEvent]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 
 def as_dict(value: Any) -> dict[str, Any]:
     """``value`` if it is a JSON object, else an empty one."""
@@ -44,9 +46,14 @@ def as_index(value: Any, default: int) -> int:
 
 
 def loads_object(data: str) -> dict[str, Any] | None:
-    """One SSE ``data:`` payload as a JSON object, ``None`` for anything else."""
+    """One SSE ``data:`` payload as a JSON object, ``None`` for anything else. orjson first (C,
+    bounded depth, ~3x faster per event); what it refuses and ``json`` reads (NaN, integers past
+    64 bits) goes to ``json``."""
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
     return obj if isinstance(obj, dict) else None
