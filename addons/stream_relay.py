@@ -591,17 +591,23 @@ class StreamRelay:
             else:
                 for chunk in ready.held:
                     await emit(chunk)
+                loop, idle = asyncio.get_running_loop(), target.idle_timeout_s
                 try:
-                    while True:
-                        chunk = await asyncio.wait_for(up.content.readany(), timeout=target.idle_timeout_s)
-                        if not chunk:
-                            break
-                        await emit(chunk)
-                        if client_gone:
-                            deadline = deadline or time.monotonic() + job.drain_seconds
-                            if time.monotonic() > deadline:
-                                error = f"stopped draining the upstream after {job.drain_seconds:.0f}s"
+                    # one timer re-armed per read (wait_for made a task and a timer per chunk on 3.11);
+                    # disarmed while the chunk goes to the client, so a slow client is not "idle upstream"
+                    async with asyncio.timeout(None) as idle_timer:
+                        while True:
+                            idle_timer.reschedule(loop.time() + idle)
+                            chunk = await up.content.readany()
+                            idle_timer.reschedule(None)
+                            if not chunk:
                                 break
+                            await emit(chunk)
+                            if client_gone:
+                                deadline = deadline or time.monotonic() + job.drain_seconds
+                                if time.monotonic() > deadline:
+                                    error = f"stopped draining the upstream after {job.drain_seconds:.0f}s"
+                                    break
                 except TimeoutError:
                     error = f"upstream stream idle for more than {target.idle_timeout_s:.0f}s"
                 except (aiohttp.ClientError, OSError) as exc:
