@@ -39,6 +39,7 @@ from codexgate.limits.ledger import (
     Ledger,
     LevelState,
     LevelStatus,
+    LevelWindow,
     Reservation,
     _aware,
     check_level,
@@ -48,6 +49,11 @@ from codexgate.limits.ledger import (
 )
 
 T = TypeVar("T")
+
+_ADD_SPEND = (
+    "INSERT INTO spend (level, period_start, spent_usd) VALUES (?, ?, ?) "
+    "ON CONFLICT (level, period_start) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -125,37 +131,59 @@ class SqliteLedger(Ledger):
 
     @staticmethod
     def _add_spend(conn: sqlite3.Connection, level: str, ps: int, amount: float) -> None:
-        conn.execute(
-            "INSERT INTO spend (level, period_start, spent_usd) VALUES (?, ?, ?) "
-            "ON CONFLICT (level, period_start) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd",
-            (level, ps, amount),
-        )
+        conn.execute(_ADD_SPEND, (level, ps, amount))
 
     @staticmethod
-    def _state(conn: sqlite3.Connection, level: str, ps: int, now: float) -> LevelState:
+    def _states(conn: sqlite3.Connection, windows: list[LevelWindow], now: float) -> list[LevelState]:
+        """Every level's state in five statements (a call's levels read together: each statement
+        is a GIL round trip for the ledger thread, which competes with mitmproxy's loop)."""
+        if not windows:
+            return []
+        ids = [w.level.id for w in windows]
+        marks = ",".join("?" * len(ids))
         cutoff = now - RATE_WINDOW_SECONDS
-        old_n, old_t = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM events WHERE level = ? AND ts <= ?", (level, cutoff)
-        ).fetchone()
-        if old_n:
-            conn.execute("DELETE FROM events WHERE level = ? AND ts <= ?", (level, cutoff))
-            conn.execute(
+        old = conn.execute(
+            f"SELECT level, COUNT(*), SUM(tokens) FROM events WHERE level IN ({marks}) AND ts <= ? GROUP BY level",
+            (*ids, cutoff),
+        ).fetchall()
+        if old:  # the sliding window moved: drop what left it and keep the totals equal to the window
+            conn.execute(f"DELETE FROM events WHERE level IN ({marks}) AND ts <= ?", (*ids, cutoff))
+            conn.executemany(
                 "UPDATE rate_totals SET requests = requests - ?, tokens = tokens - ? WHERE level = ?",
-                (old_n, old_t, level),
+                [(n, t, level) for level, n, t in old],
             )
-        spent = conn.execute(
-            "SELECT spent_usd FROM spend WHERE level = ? AND period_start = ?", (level, ps)
-        ).fetchone()
-        reserved, concurrent = conn.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0), COUNT(*) FROM reservations WHERE level = ?", (level,)
-        ).fetchone()
-        totals = conn.execute("SELECT requests, tokens FROM rate_totals WHERE level = ?", (level,)).fetchone()
-        requests, tokens = totals or (0, 0)
+        pairs = ",".join("(?, ?)" for _ in windows)
+        spent = dict(
+            conn.execute(
+                f"SELECT level, spent_usd FROM spend WHERE (level, period_start) IN (VALUES {pairs})",
+                [v for w in windows for v in (w.level.id, w.period_start)],
+            ).fetchall()
+        )
+        held = {
+            level: (reserved, n)
+            for level, reserved, n in conn.execute(
+                f"SELECT level, SUM(cost_usd), COUNT(*) FROM reservations WHERE level IN ({marks}) GROUP BY level",
+                ids,
+            ).fetchall()
+        }
+        totals = {
+            level: (requests, tokens)
+            for level, requests, tokens in conn.execute(
+                f"SELECT level, requests, tokens FROM rate_totals WHERE level IN ({marks})", ids
+            ).fetchall()
+        }
 
-        def events() -> list[tuple[float, int]]:
-            return conn.execute("SELECT ts, tokens FROM events WHERE level = ? ORDER BY ts", (level,)).fetchall()
+        def events_of(level: str) -> Callable[[], list[tuple[float, int]]]:
+            return lambda: conn.execute(
+                "SELECT ts, tokens FROM events WHERE level = ? ORDER BY ts", (level,)
+            ).fetchall()
 
-        return LevelState(spent[0] if spent else 0.0, reserved, concurrent, requests, tokens, events)
+        out = []
+        for level in ids:
+            reserved, concurrent = held.get(level, (0.0, 0))
+            requests, tokens = totals.get(level, (0, 0))
+            out.append(LevelState(spent.get(level, 0.0), reserved, concurrent, requests, tokens, events_of(level)))
+        return out
 
     def _reserve(self, levels: list[Level], est: Estimate, now_dt: datetime) -> Reservation | Denial:
         conn = self._conn
@@ -165,35 +193,32 @@ class SqliteLedger(Ledger):
 
         def body() -> Reservation | Denial:
             self._expire(conn, now)
-            states = []
-            for w in windows:
-                st = self._state(conn, w.level.id, w.period_start, now)
+            states = self._states(conn, windows, now)
+            for w, st in zip(windows, states, strict=True):
                 denial = check_level(w, st, est, now)
                 if denial is not None:
                     return denial
-                states.append(st)
             res_id = new_reservation_id()
-            status = []
-            for w, st in zip(windows, states, strict=True):
-                lim = w.level.limits
-                conn.execute(
-                    "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (res_id, w.level.id, w.period_start, est.cost_usd, est.tokens, now,
-                     now + self.ttl_seconds, self.owner),
+            conn.executemany(
+                "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(res_id, w.level.id, w.period_start, est.cost_usd, est.tokens, now, now + self.ttl_seconds, self.owner)
+                 for w in windows],
+            )
+            rated = [w.level.id for w in windows if w.level.limits.rpm is not None or w.level.limits.tpm is not None]
+            if rated:
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(lv, now, est.tokens, res_id) for lv in rated])
+                conn.executemany(
+                    "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (level) DO UPDATE SET "
+                    "requests = requests + 1, tokens = tokens + excluded.tokens",
+                    [(lv, est.tokens) for lv in rated],
                 )
-                if lim.rpm is not None or lim.tpm is not None:
-                    conn.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (w.level.id, now, est.tokens, res_id))
-                    conn.execute(
-                        "INSERT INTO rate_totals VALUES (?, 1, ?) ON CONFLICT (level) DO UPDATE SET "
-                        "requests = requests + 1, tokens = tokens + excluded.tokens",
-                        (w.level.id, est.tokens),
-                    )
-                status.append(
-                    make_status(w, st.spent, st.reserved + est.cost_usd, st.requests + 1,
-                                st.tokens + est.tokens, st.concurrent + 1)
-                )
+            status = tuple(
+                make_status(w, st.spent, st.reserved + est.cost_usd, st.requests + 1,
+                            st.tokens + est.tokens, st.concurrent + 1)
+                for w, st in zip(windows, states, strict=True)
+            )
             return Reservation(
-                res_id, tuple(levels), tuple(w.period_start for w in windows), est, now_dt, tuple(status)
+                res_id, tuple(levels), tuple(w.period_start for w in windows), est, now_dt, status
             )
 
         return self._tx(conn, body)
@@ -203,25 +228,35 @@ class SqliteLedger(Ledger):
         assert conn is not None
 
         def body() -> None:
-            for lv, ps in zip(res.levels, res.period_starts, strict=True):
-                held = conn.execute(
-                    "SELECT 1 FROM reservations WHERE res_id = ? AND level = ?", (res.id, lv.id)
-                ).fetchone()
-                if held:
-                    if cost:
-                        self._add_spend(conn, lv.id, ps, cost)
-                    continue
-                exp = conn.execute(
-                    "SELECT period_start, cost_usd FROM expired WHERE res_id = ? AND level = ?", (res.id, lv.id)
-                ).fetchone()
-                if exp:  # expired before we settled: its estimate was charged; correct it
-                    self._add_spend(conn, lv.id, exp[0], (cost or 0.0) - exp[1])
-                    conn.execute("DELETE FROM expired WHERE res_id = ? AND level = ?", (res.id, lv.id))
-            conn.execute("DELETE FROM reservations WHERE res_id = ?", (res.id,))
+            held = {lv for (lv,) in conn.execute("SELECT level FROM reservations WHERE res_id = ?", (res.id,))}
+            if cost:
+                conn.executemany(
+                    _ADD_SPEND,
+                    [(lv.id, ps, cost) for lv, ps in zip(res.levels, res.period_starts, strict=True) if lv.id in held],
+                )
+            if len(held) < len(res.levels):  # expired before we settled: its estimate was charged; correct it
+                mine = {lv.id for lv in res.levels} - held
+                exp = [
+                    (lv, ps, charged)
+                    for lv, ps, charged in conn.execute(
+                        "SELECT level, period_start, cost_usd FROM expired WHERE res_id = ?", (res.id,)
+                    ).fetchall()
+                    if lv in mine
+                ]
+                if exp:
+                    conn.executemany(_ADD_SPEND, [(lv, ps, (cost or 0.0) - charged) for lv, ps, charged in exp])
+                    conn.executemany(
+                        "DELETE FROM expired WHERE res_id = ? AND level = ?", [(res.id, lv) for lv, _, _ in exp]
+                    )
+            if held:
+                conn.execute("DELETE FROM reservations WHERE res_id = ?", (res.id,))
             new = max(0, int(tokens))
-            for level, old in conn.execute("SELECT level, tokens FROM events WHERE res_id = ?", (res.id,)).fetchall():
-                conn.execute("UPDATE rate_totals SET tokens = tokens + ? WHERE level = ?", (new - old, level))
-            conn.execute("UPDATE events SET tokens = ? WHERE res_id = ?", (new, res.id))
+            moved = conn.execute("SELECT level, tokens FROM events WHERE res_id = ?", (res.id,)).fetchall()
+            if moved:
+                conn.executemany(
+                    "UPDATE rate_totals SET tokens = tokens + ? WHERE level = ?", [(new - old, lv) for lv, old in moved]
+                )
+                conn.execute("UPDATE events SET tokens = ? WHERE res_id = ?", (new, res.id))
 
         self._tx(conn, body)
 
@@ -233,8 +268,8 @@ class SqliteLedger(Ledger):
         def body() -> list[LevelStatus]:
             self._expire(conn, now)
             out = []
-            for w in level_windows(levels, now_dt):
-                st = self._state(conn, w.level.id, w.period_start, now)
+            windows = level_windows(levels, now_dt)
+            for w, st in zip(windows, self._states(conn, windows, now), strict=True):
                 out.append(make_status(w, st.spent, st.reserved, st.requests, st.tokens, st.concurrent))
             return out
 
@@ -278,12 +313,12 @@ class SqliteLedger(Ledger):
         return await self._run(self._status, levels, _aware(now))
 
     async def expire_stale(self, now: datetime) -> int:
-        def fn() -> int:
-            conn = self._conn
-            assert conn is not None
-            return self._tx(conn, lambda: self._expire(conn, _aware(now).timestamp()))
+        return await self._run(self._expire_stale, _aware(now))
 
-        return await self._run(fn)
+    def _expire_stale(self, now_dt: datetime) -> int:
+        conn = self._conn
+        assert conn is not None
+        return self._tx(conn, lambda: self._expire(conn, now_dt.timestamp()))
 
     async def set_spent(self, level_id: str, period_start: int, spent_usd: float) -> None:
         await self._run(self._set_spent, level_id, period_start, spent_usd)
