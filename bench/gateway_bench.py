@@ -31,7 +31,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codexgate.cli import launch  # noqa: E402
-from codexgate.cli.demo_setup import create_demo_vault  # noqa: E402
+from codexgate.cli.demo_setup import DemoVault, create_demo_vault  # noqa: E402
+from codexgate.guard.policy import SECTION as GUARD_SECTION  # noqa: E402
+from codexgate.guard.policy import to_section  # noqa: E402
+
+# --controls: limits that never refuse (so every call reserves and settles on five levels) and
+# the guardrail policy a security team would start with (scan inputs and outputs, refuse nothing).
+NEVER_REFUSES = {"budget_usd": 1e9, "period": "day", "rpm": 10**8, "tpm": 10**12, "max_concurrent": 10**6}
+GUARD_POLICY = {"secrets": {"action": "redact"}, "pii": {"action": "flag"}, "injection": {"action": "flag"}}
+
+
+def controls_vault(folder: Path, sim_url: str, keys: dict[str, str]) -> DemoVault:
+    """A demo vault whose developer key has limits on all five levels and a
+    guardrail policy (secrets redacted, PII and injection flagged)."""
+    folder.mkdir()
+    demo = create_demo_vault(folder, sim_url, keys["SIM_OPENAI_KEY"], keys["SIM_ANTHROPIC_KEY"])
+    v = demo.load()
+    key_id = demo.key_ids["alice"]
+    levels = (f"key:{key_id}", "developer:acme/alice", "project:acme/codexgate", "team:acme/platform", "org:acme")
+    v.sections["limits"] = {"version": 1, "levels": dict.fromkeys(levels, NEVER_REFUSES)}
+    v.sections[GUARD_SECTION] = to_section({f"key:{key_id}": {"detectors": GUARD_POLICY}})
+    demo.save(v)
+    return demo
 
 INSTRUCTIONS = ("You are Codex, a coding agent. Follow the repository's conventions. " * 260)[:17_000]
 
@@ -143,6 +164,12 @@ def main() -> None:
         help="also run the gateway of another checkout (e.g. `git worktree add /tmp/old <commit>`) with its own demo vault",
     )
     ap.add_argument(
+        "--controls",
+        action="store_true",
+        help="also run a gateway whose key has limits on all five levels and a guardrail policy (controls on, "
+        "refusing nothing), side by side with the default one (no limits, no guardrail policy)",
+    )
+    ap.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -193,6 +220,17 @@ def main() -> None:
                 )
             )
             targets[f"gateway, {name}"] = (f"http://127.0.0.1:{port}/v1/responses", demo.developer_key)
+        if args.controls:
+            cdemo = controls_vault(tmp / "controls", sim_url, keys)
+            (port,) = launch.free_ports(1)
+            procs.append(
+                launch.start_gateway_process(
+                    {**common, "codexgate_vault": str(cdemo.path), "codexgate_vault_key_file": str(cdemo.key_file),
+                     "codexgate_traces": f"{tmp}/controls/traces"},
+                    tmp / "gateway-controls.log", port=port, reverse_target=sim_url, quiet=True,
+                )
+            )
+            targets["gateway, controls on"] = (f"http://127.0.0.1:{port}/v1/responses", cdemo.developer_key)
         if args.old_tree:
             targets["gateway, old tree"] = start_old_tree(Path(args.old_tree), tmp, sim_url, keys, procs)
         for url, key in targets.values():  # warm-up
@@ -216,17 +254,19 @@ def main() -> None:
             for stream in (False, True):
                 what = "SSE time to first byte" if stream else "non-streaming latency"
                 print(f"\n== {size} KB bodies, {what} ==")
-                print(f"{'conc':>4}  {'target':<15} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'+p50':>7} {'+p99':>7}")
+                print(f"{'conc':>4}  {'target':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'+p50':>7} {'+p99':>7}")
                 for conc in (1, 16):
                     d50, d99 = med("direct", size, conc, stream, 0), med("direct", size, conc, stream, 1)
                     for name in targets:
                         p50, p99, rps = (med(name, size, conc, stream, i) for i in range(3))
-                        print(f"{conc:>4}  {name:<15} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}")
+                        print(f"{conc:>4}  {name:<22} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}")
                     n50, n99, nrps = (med("mitmdump no-op", size, conc, stream, i) for i in range(3))
-                    g50, g99, grps = (med("gateway", size, conc, stream, i) for i in range(3))
-                    r50 = (g50 - d50) / (n50 - d50) if n50 > d50 else float("nan")
-                    r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
-                    print(f"      gateway / no-op: added p50 {r50:.2f}x, added p99 {r99:.2f}x, throughput {grps / nrps:.2f}x")
+                    for name in (n for n in targets if n.startswith("gateway")):
+                        g50, g99, grps = (med(name, size, conc, stream, i) for i in range(3))
+                        r50 = (g50 - d50) / (n50 - d50) if n50 > d50 else float("nan")
+                        r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
+                        print(f"      {name} / no-op: added p50 {r50:.2f}x, added p99 {r99:.2f}x, "
+                              f"throughput {grps / nrps:.2f}x")
         lags = [line.split(",") for line in lag_file.read_text().splitlines() if line]
         if lags:
             first = max(float(m) for t, m in lags if float(t) <= 10)
