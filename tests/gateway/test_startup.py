@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mitmproxy.test import taddons
@@ -15,6 +17,7 @@ from addons.flowstate import get_state
 from addons.limits import Limits
 from addons.startup import StartupGate
 from addons.tracing import Tracing
+from codexgate.cli.demo_setup import DemoVault
 from tests.gateway.flows import Pipeline, demo_vault, error_of, model_flow
 
 
@@ -26,14 +29,21 @@ async def _running(*addons) -> None:
             await result
 
 
-async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_path: Path) -> None:
+@contextmanager
+def _pipeline(tmp_path: Path, wait_s: float) -> Iterator[tuple[Pipeline, StartupGate, Limits, DemoVault]]:
+    """The request path with limits (real SQLite ledger, not opened: no running hook yet) and a gate."""
     demo = demo_vault(tmp_path)
     p = Pipeline(demo, required=("identity", "scope", "limits"))
-    gate, limits = StartupGate(wait_s=30), Limits(p.holder)
+    gate, limits = StartupGate(wait_s=wait_s), Limits(p.holder)
     with taddons.context(*p.chain, limits, Tracing()) as tctx:  # Tracing declares codexgate_traces
         tctx.options.update(
             codexgate_traces=str(tmp_path / "traces"), codexgate_ledger=str(tmp_path / "l.sqlite3")
         )
+        yield p, gate, limits, demo
+
+
+async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_path: Path) -> None:
+    with _pipeline(tmp_path, 30) as (p, gate, limits, demo):
         flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
         call = asyncio.create_task(p.run(flow, extra=[limits]))  # not gated: shows the race
         gated_flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
@@ -58,13 +68,7 @@ async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_pat
 
 
 async def test_the_wait_is_bounded_and_then_the_checks_refuse_as_before(tmp_path: Path) -> None:
-    demo = demo_vault(tmp_path)
-    p = Pipeline(demo, required=("identity", "scope", "limits"))
-    gate, limits = StartupGate(wait_s=0.2), Limits(p.holder)
-    with taddons.context(*p.chain, limits, Tracing()) as tctx:  # Tracing declares codexgate_traces
-        tctx.options.update(
-            codexgate_traces=str(tmp_path / "traces"), codexgate_ledger=str(tmp_path / "l.sqlite3")
-        )
+    with _pipeline(tmp_path, 0.2) as (p, gate, limits, demo):
         flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
         await asyncio.wait_for(gate.request(flow), 5)  # the running hooks never finish here
         await p.run(flow, extra=[limits])
