@@ -29,6 +29,7 @@ from codexgate.core import schema
 from codexgate.sink import SinkError, TraceSink, convert, spool
 from codexgate.sink.compact import compact
 from codexgate.sink.sink import recover
+from tests.helpers.children import parquet_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY1 = datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=UTC)
@@ -145,15 +146,6 @@ def duck_rows(traces: Path, where: str = "TRUE", params: list[Any] | None = None
     out = [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
     con.close()
     return out
-
-
-def trace_ids(traces: Path) -> Counter[str]:
-    con = duckdb.connect()
-    ids = con.sql(
-        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
-    ).fetchall()
-    con.close()
-    return Counter(r[0] for r in ids)
 
 
 def dead_spool(traces: Path, instance: str, rows: list[dict[str, Any]], tail: bytes = b"") -> Path:
@@ -286,8 +278,8 @@ def test_background_thread_converts_on_interval_and_row_count(tmp_path: Path) ->
             parquet_files(tmp_path / "a") and parquet_files(tmp_path / "b")
         ):
             time.sleep(0.05)
-        assert sum(trace_ids(tmp_path / "a").values()) == 10
-        assert sum(trace_ids(tmp_path / "b").values()) == 10
+        assert sum(parquet_ids(tmp_path / "a").values()) == 10
+        assert sum(parquet_ids(tmp_path / "b").values()) == 10
         assert not spool.list_segments(by_rows.spool_dir)  # converted, then deleted
     finally:
         by_time.close()
@@ -301,7 +293,7 @@ def test_close_flushes_is_idempotent_and_later_writes_fail(tmp_path: Path) -> No
     s.write(full_row(1))
     s.close()
     s.close()
-    assert trace_ids(tmp_path) == {"t000001": 1}
+    assert parquet_ids(tmp_path) == {"t000001": 1}
     with pytest.raises(SinkError, match="not running"):
         s.write(full_row(2))
     unstarted = TraceSink(tmp_path)
@@ -326,7 +318,7 @@ def test_torn_last_record_is_skipped(tmp_path: Path, damage: str) -> None:
     reader = spool.SegmentReader(segment, batch_bytes=3 * len(last))  # records span block boundaries
     assert sum(len(batch) for batch in reader) == 5 and reader.torn_bytes == len(tail)
     assert recover(tmp_path) == 5
-    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+    assert parquet_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
 
 
 # ------------------------------------------------------------------------------ recovery
@@ -338,7 +330,7 @@ def test_recovery_after_crash_before_conversion_is_exactly_once(tmp_path: Path) 
     assert recover(tmp_path) == 20
     assert not segment.parent.exists()
     assert recover(tmp_path) == 0
-    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+    assert parquet_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
 
 
 @pytest.mark.parametrize("files_written", ["all", "one_of_two"])
@@ -355,7 +347,7 @@ def test_recovery_after_crash_between_parquet_and_segment_delete(tmp_path: Path,
     dead_spool(tmp_path, "dead02", []).write_bytes(saved)
     assert recover(tmp_path) == 20
     assert parquet_files(tmp_path) == files  # same deterministic names, overwritten
-    assert trace_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
+    assert parquet_ids(tmp_path) == Counter(r["trace_id"] for r in rows)
 
 
 def test_start_recovers_dead_spools_but_never_a_live_one(tmp_path: Path) -> None:
@@ -373,7 +365,7 @@ def test_start_recovers_dead_spools_but_never_a_live_one(tmp_path: Path) -> None
     assert len(spool.list_segments(live.spool_dir)) == 1
     other.close()
     live.close()
-    assert trace_ids(tmp_path) == Counter([r["trace_id"] for r in dead_rows] + ["t000100", "t000101"])
+    assert parquet_ids(tmp_path) == Counter([r["trace_id"] for r in dead_rows] + ["t000100", "t000101"])
     assert not (tmp_path / spool.SPOOL_DIR / "dead03").exists()
 
 
@@ -389,7 +381,7 @@ def test_reused_instance_id_recovers_its_leftovers_without_overwriting(tmp_path:
     with pytest.raises(SinkError, match="locked"):
         TraceSink(tmp_path, instance_id="fixed").start()
     second.close()
-    assert trace_ids(tmp_path) == Counter(["t000001", "t000002", "t000003"])
+    assert parquet_ids(tmp_path) == Counter(["t000001", "t000002", "t000003"])
     assert len(parquet_files(tmp_path)) == 3
 
 
@@ -492,7 +484,7 @@ def test_older_files_with_fewer_columns_read_with_current_ones(tmp_path: Path) -
     assert conformed.schema.equals(schema.SCHEMA)
     assert conformed.column("usage_complete").to_pylist() == [False]  # required column: its default
     assert compact(tmp_path).rows == 2
-    assert set(trace_ids(tmp_path)) == {"t000001", "t000002"}
+    assert set(parquet_ids(tmp_path)) == {"t000001", "t000002"}
 
 
 # ------------------------------------------------------------------------------ full / read-only disk
@@ -557,7 +549,7 @@ def test_full_disk_raises_reports_once_and_recovers(small_fs: Path) -> None:
     s.flush()
     assert s.flush_error is None
     s.close()
-    assert trace_ids(small_fs / "traces") == Counter([*accepted, "t001000"])
+    assert parquet_ids(small_fs / "traces") == Counter([*accepted, "t001000"])
 
 
 def test_unhealthy_sink_notices_the_disk_is_back_without_writes(small_fs: Path) -> None:
@@ -608,7 +600,7 @@ def test_read_only_spool_raises_and_recovers(tmp_path: Path) -> None:
         s.write(full_row(4))
         assert s.healthy
         s.close()
-        assert trace_ids(base / "traces") == Counter(["t000001", "t000004"])
+        assert parquet_ids(base / "traces") == Counter(["t000001", "t000004"])
     finally:
         s.close()
         if as_root:
@@ -668,7 +660,7 @@ def test_cli_recover_stats_compact(tmp_path: Path, capsys: pytest.CaptureFixture
     assert lines["date=2026-03-01"][1:3] == ["1", "5"]
     assert lines["date=2026-03-02"][1:3] == ["3", "7"]
     assert "spool" not in lines
-    assert sum(trace_ids(tmp_path).values()) == 12
+    assert sum(parquet_ids(tmp_path).values()) == 12
 
     code, _, err = cli_in_process(capsys, "compact", "--traces", str(tmp_path / "nope"))
     assert code == 2 and "no traces directory" in err

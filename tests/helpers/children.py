@@ -22,7 +22,7 @@ def parquet_ids(traces: Path) -> Counter[str]:
         return Counter()
     con = duckdb.connect()
     found = con.sql(
-        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true)"
+        f"select trace_id from read_parquet('{traces}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
     ).fetchall()
     con.close()
     return Counter(r[0] for r in found)
