@@ -20,6 +20,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from addons import dispatch  # noqa: E402
 from addons.client_limits import ClientLimits  # noqa: E402
 from addons.failsafe import install_backstop  # noqa: E402
 from addons.guardrails import Guardrails  # noqa: E402
@@ -40,6 +41,7 @@ from codexgate.guard.service import Guard  # noqa: E402
 REQUIRED_POLICIES = ("identity", "scope", "limits", "guardrails", "tracing")
 
 refuse_trailers()
+dispatch.install()
 _vault = VaultHolder()
 _hosts = ProviderHosts(_vault)
 
@@ -60,6 +62,7 @@ _startup = StartupGate()
 
 addons = [
     Pipeline(),
+    dispatch.FastDispatch(),
     _startup,
     LoopLag(),
     ClientLimits(),

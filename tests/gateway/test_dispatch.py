@@ -1,0 +1,192 @@
+"""The gateway's cheaper hook dispatch (``addons.dispatch``) against mitmproxy's own: the same
+addon trees, events and failures through both, compared call by call, with the errors each
+logged."""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from mitmproxy import addonmanager, exceptions, hooks
+from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
+from mitmproxy.test import taddons, tflow
+
+from addons import dispatch
+
+Trigger = Callable[[addonmanager.AddonManager, hooks.Hook], Awaitable[None]]
+IMPLEMENTATIONS: dict[str, Trigger] = {
+    "mitmproxy": dispatch.original_trigger_event,
+    "codexgate": dispatch.trigger_event,
+}
+
+
+class Recorder:
+    """A named addon recording the hooks it sees; ``fail`` picks what its request hook does."""
+
+    def __init__(self, name: str, calls: list[tuple[str, str, Any]], fail: str = "", children=None) -> None:
+        self.name = name
+        self.calls = calls
+        self.fail = fail
+        if children is not None:
+            self.addons = children
+
+    def _act(self, hook: str, arg: Any) -> None:
+        self.calls.append((self.name, hook, arg))
+        if hook != "request":
+            return
+        if self.fail == "raise":
+            raise ValueError(f"{self.name} broke")
+        if self.fail == "halt":
+            raise exceptions.AddonHalt
+        if self.fail == "options":
+            raise exceptions.OptionsError(f"{self.name} bad option")
+
+    def request(self, flow) -> None:
+        self._act("request", flow.id)
+
+    def response(self, flow) -> None:
+        self._act("response", flow.id)
+
+
+class AsyncRecorder(Recorder):
+    async def request(self, flow) -> None:  # type: ignore[override]
+        self._act("request", flow.id)
+
+
+class OddAttributes:
+    """Attributes named like hooks that are not callables: a module is skipped, anything else
+    is an error of this addon."""
+
+    name = "odd"
+    request = types.ModuleType("request")
+    response = 42
+
+    def __repr__(self) -> str:
+        return "OddAttributes()"
+
+
+def tree(calls: list, spec: str) -> list[Any]:
+    """Build a chain from a compact spec: ``a b(c d!) e~ f^`` where ``(…)`` are children,
+    ``!`` raises, ``^`` halts, ``~`` is async, ``?`` raises OptionsError, ``%`` is OddAttributes."""
+    tokens = spec.replace("(", " ( ").replace(")", " ) ").split()
+    stack: list[list[Any]] = [[]]
+    for tok in tokens:
+        if tok == "(":
+            parent = stack[-1][-1]
+            parent.addons = []
+            stack.append(parent.addons)
+        elif tok == ")":
+            stack.pop()
+        elif tok == "%":
+            stack[-1].append(OddAttributes())
+        else:
+            fail = {"!": "raise", "^": "halt", "?": "options"}.get(tok[-1], "")
+            cls = AsyncRecorder if tok.endswith("~") else Recorder
+            stack[-1].append(cls(tok.rstrip("!^~?"), calls, fail))
+    return stack[0]
+
+
+async def run(impl: str, spec: str, caplog: pytest.LogCaptureFixture, event_name: str = "request"):
+    calls: list[tuple[str, str, Any]] = []
+    caplog.clear()
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        chain = tree(calls, spec)
+        manager.chain = list(chain)  # the tree as mitmproxy holds it, without load hooks
+        flow = tflow.tflow()
+        flow.id = "f1"
+        event = HttpRequestHook(flow) if event_name == "request" else HttpResponseHook(flow)
+        outcome = "ok"
+        with caplog.at_level(logging.ERROR):
+            try:
+                await IMPLEMENTATIONS[impl](manager, event)
+            except exceptions.OptionsError as exc:
+                outcome = f"OptionsError: {exc}"
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        return calls, outcome, errors
+
+
+# spec -> the addons whose request hook runs, worked out by hand from mitmproxy's rules
+SPECS = {
+    "a b c": "a b c",  # plain chain
+    "a b(c d(e f) g) h": "a b c d e f g h",  # nested trees in traverse order
+    "a b! c": "a b c",  # an error in one root: logged, the next roots still run
+    "a b(c! d) e": "a b c e",  # an error in a child: the rest of that root's tree is skipped
+    "a b^ c": "a b",  # AddonHalt stops the event
+    "a b(c^ d) e": "a b c",
+    "a b~ c(d~ e)": "a b c d e",  # async handlers awaited in order
+    "a % b": "a b",  # non-callable attributes named like the hook
+    "a b? c": "a b",  # OptionsError propagates
+    "": "",  # empty chain
+}
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+@pytest.mark.parametrize("event_name", ["request", "response"])
+async def test_same_calls_order_and_errors_as_mitmproxy(spec, event_name, caplog):
+    ours = await run("codexgate", spec, caplog, event_name)
+    theirs = await run("mitmproxy", spec, caplog, event_name)
+    assert ours == theirs
+    calls, outcome, errors = ours
+    if event_name == "request":
+        assert " ".join(name for name, _, _ in calls) == SPECS[spec]
+        assert all(hook == "request" and arg == "f1" for _, hook, arg in calls)
+        assert (outcome != "ok") == ("?" in spec)
+        assert len([e for e in errors if "broke" in e]) == spec.count("!")
+
+
+async def test_odd_attribute_error_names_the_addon(caplog):
+    calls, outcome, errors = await run("codexgate", "a % b", caplog, "response")
+    assert outcome == "ok"
+    assert [c[0] for c in calls] == ["a", "b"]
+    assert errors == ["Addon error: Addon handler response (OddAttributes()) not callable"]
+
+
+async def test_handlers_see_the_same_flow_object():
+    seen: list[Any] = []
+
+    class Grab:
+        def request(self, flow) -> None:
+            seen.append(flow)
+
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        manager.chain = [Grab(), types.SimpleNamespace(addons=[Grab()])]
+        flow = tflow.tflow()
+        await dispatch.trigger_event(manager, HttpRequestHook(flow))
+    assert seen == [flow, flow] and all(s is flow for s in seen)
+
+
+def test_installed_only_on_the_verified_mitmproxy(monkeypatch):
+    assert dispatch.source_hash() in dispatch.VERIFIED  # the versions CI runs (11.0.x, 12.x)
+    cls: Any = addonmanager.AddonManager
+    was = cls.trigger_event
+    try:
+        dispatch.uninstall()
+        monkeypatch.setattr(dispatch, "VERIFIED", frozenset({"not-this-one"}))
+        assert dispatch.install() is False
+        assert cls.trigger_event is dispatch.original_trigger_event
+        monkeypatch.setattr(dispatch, "VERIFIED", frozenset({dispatch.source_hash()}))
+        assert dispatch.install() is True
+        assert cls.trigger_event is dispatch.trigger_event
+        assert dispatch.install() is True  # idempotent
+    finally:
+        cls.trigger_event = was
+        setattr(cls, dispatch._PATCHED, was is dispatch.trigger_event)
+
+
+def test_option_switches_between_the_two():
+    cls: Any = addonmanager.AddonManager
+    was = cls.trigger_event
+    try:
+        with taddons.context(dispatch.FastDispatch()) as tctx:
+            tctx.options.update(codexgate_fast_dispatch=False)
+            assert cls.trigger_event is dispatch.original_trigger_event
+            tctx.options.update(codexgate_fast_dispatch=True)
+            assert cls.trigger_event is dispatch.trigger_event
+    finally:
+        cls.trigger_event = was
+        setattr(cls, dispatch._PATCHED, was is dispatch.trigger_event)
