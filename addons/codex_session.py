@@ -6,6 +6,7 @@ Everything here is defined in ``codexgate.wire``; this module keeps the names th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mitmproxy import http
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 
-def from_request(req: http.Request, body: dict[str, Any] | None) -> CodexContext:
-    """The Codex context of a request (headers are untrusted; see ``context_from_headers``)."""
-    return context_from_headers(req.headers, body)
+def from_request(
+    req: http.Request, body: dict[str, Any] | None, headers: Mapping[str, str] | None = None
+) -> CodexContext:
+    """The Codex context of a request (headers are untrusted; see ``context_from_headers``);
+    ``headers`` is ``credentials.header_map(req.headers)`` when the caller has it."""
+    return context_from_headers(req.headers if headers is None else headers, body)

@@ -28,7 +28,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 from addons import codex_session
 from addons.api_shape import check_endpoint, classify
 from addons.codex_session import SessionTracker
-from addons.credentials import take_credentials
+from addons.credentials import header_map, take_credentials
 from addons.errors import error_response
 from addons.failsafe import failsafe
 from addons.flowstate import STATE_KEY, FlowState
@@ -199,13 +199,15 @@ class Intake:
         reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
         if not reverse and not self.hosts.is_provider_host(req.pretty_host):
             return  # forward-proxy traffic to a non-provider host: not model traffic
-        shape = classify(req.path, headers_anthropic="anthropic-version" in req.headers)
+        seen = header_map(req.headers)  # one pass; every lookup below reads this
+        shape = classify(req.path, headers_anthropic="anthropic-version" in seen)
         state = FlowState.new(shape, "reverse" if reverse else "forward")
         state.request.client_path = req.path.split("?", 1)[0][:2048]
         flow.metadata[STATE_KEY] = state
         # Before anything else can fail: no credential of the client's stays on the request.
-        state.request.presented_key = take_credentials(req, state.request.mode)
-        state.request.codex = codex_session.from_request(req, None)  # so early refusals carry the session ids
+        state.request.presented_key = take_credentials(req, state.request.mode, seen)
+        # so early refusals carry the session ids
+        state.request.codex = codex_session.from_request(req, None, seen)
 
         headers = req.headers.fields
         if len(headers) > ctx.options.codexgate_max_headers or sum(
@@ -213,7 +215,7 @@ class Intake:
         ) > ctx.options.codexgate_max_header_bytes:
             self._refuse(flow, state, 431, "headers_too_large", "codexgate: too many or too large request headers.")
             return
-        if req.headers.get("upgrade", "").lower() == "websocket":
+        if seen.get("upgrade", "").lower() == "websocket":
             # Codex's built-in provider tries a WebSocket first; 426 makes it use HTTP right away.
             self._refuse(
                 flow, state, 426, "websocket_not_supported", "codexgate serves this API over HTTP; use HTTP streaming."
@@ -227,10 +229,10 @@ class Intake:
                 extra = {"allow": refusal.allow} if refusal.allow else None
                 self._refuse(flow, state, refusal.status, refusal.code, refusal.message, extra)
                 return
-        if "trailer" in req.headers:
+        if "trailer" in seen:
             self._refuse(flow, state, 400, "trailers_not_supported", "codexgate: HTTP trailers are not supported.")
             return
-        length = req.headers.get("content-length")
+        length = seen.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > ctx.options.codexgate_max_body_bytes:
             limit = ctx.options.codexgate_max_body_bytes
             self._refuse(
@@ -243,11 +245,12 @@ class Intake:
         if state is None or flow.response is not None:
             return
         req = flow.request
+        seen = header_map(req.headers)
         raw = req.raw_content or b""
         model_call = state.request.shape.is_model_call and not state.request.passthrough
         args = (
             raw,
-            req.headers.get("content-encoding", ""),
+            seen.get("content-encoding", ""),
             state.request.shape.api,
         )
         kwargs: dict[str, Any] = {
@@ -256,16 +259,16 @@ class Intake:
             "require_object": model_call,
         }
         try:
-            if len(raw) > _INLINE_PARSE_LIMIT or req.headers.get("content-encoding"):
+            if len(raw) > _INLINE_PARSE_LIMIT or seen.get("content-encoding"):
                 parsed = await asyncio.to_thread(parse_request, *args, **kwargs)
             else:
                 parsed = parse_request(*args, **kwargs)
-            state.request.tags = parse_metadata_header(req.headers.get(METADATA_HEADER))
+            state.request.tags = parse_metadata_header(seen.get(METADATA_HEADER))
         except BodyRejected as exc:
             self._refuse(flow, state, exc.status, exc.code, exc.message)
             return
         finally:
-            if METADATA_HEADER in req.headers:
+            if METADATA_HEADER in seen:
                 del req.headers[METADATA_HEADER]
         body = parsed.body
         state.request.body, state.request.body_text, state.request.size = body, parsed.text, parsed.decoded_bytes
@@ -284,7 +287,7 @@ class Intake:
         if model_call and state.request.model is None and state.request.shape.api != "models":
             self._refuse(flow, state, 400, "missing_model", "codexgate: the request names no 'model'.")
             return
-        state.request.codex = codex_session.from_request(req, body)
+        state.request.codex = codex_session.from_request(req, body, seen)
         state.request.instructions_hash = parsed.instructions_hash
         state.request.items, state.request.content_digests = parsed.items, parsed.content_digests
         if state.request.shape.is_model_call:
