@@ -11,7 +11,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from codexgate.wire import input_items, instructions_text, item_digest, item_digests
+from codexgate.wire import input_items, instructions_hash, instructions_text, item_digest, item_digests
 from codexgate.wire.codex import CodexContext, InputDelta, SessionTracker, context_from_headers
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "SessionTracker",
     "from_request",
     "input_items",
+    "instructions_hash",
     "instructions_text",
     "item_digest",
     "item_digests",

@@ -17,7 +17,6 @@ error format and becomes a trace row.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -100,16 +99,9 @@ def parse_request(
     elif require_object:
         raise BodyRejected(400, "invalid_json", "codexgate: this endpoint needs a JSON body.")
     items = codex_session.input_items(api, body)
-    instructions = codex_session.instructions_text(api, body)
     contents, digests = codex_session.item_digests(items)
     return ParsedBody(
-        body,
-        text,
-        items,
-        digests,
-        contents,
-        hashlib.sha256(instructions.encode()).hexdigest() if instructions is not None else None,
-        len(data),
+        body, text, items, digests, contents, codex_session.instructions_hash(api, body, items, contents), len(data)
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from codexgate import wire
 from codexgate.core import schema
 from codexgate.wire import Api, Outcome, input_items, instructions_text, item_digest
+from codexgate.wire.common import content_digest
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -113,3 +114,45 @@ def test_enums_match_the_trace_schema() -> None:
     doc = schema.DESCRIPTIONS
     assert set(doc["outcome"].replace(" ", "").split("|")) == {o.value for o in Outcome}
     assert set(doc["openai_api_type"].replace(" ", "").split("|")) == {a.value for a in Api}
+
+
+MESSAGE = st.fixed_dictionaries(
+    {"type": st.just("message"), "role": st.sampled_from(["developer", "system", "user", "assistant"]), "content": JSON}
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(MESSAGE | JSON, max_size=6), st.sampled_from([None, "", "be brief", {"k": [1]}]))
+def test_instructions_hash_is_the_hash_of_instructions_text(items: list, instructions: object) -> None:
+    """The memoised hash is sha256 of ``instructions_text``, on a miss and on the hit after it."""
+    import hashlib
+
+    body = {"input": items} if instructions is None else {"input": items, "instructions": instructions}
+    its = input_items(Api.RESPONSES, body)
+    contents = [content_digest(i) for i in its]
+    text = instructions_text(Api.RESPONSES, body)
+    want = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() if text is not None else None
+    assert wire.instructions_hash(Api.RESPONSES, body, its, contents) == want
+    assert wire.instructions_hash(Api.RESPONSES, body, its, contents) == want  # memo hit
+
+
+def test_instructions_hash_memo_tells_prompts_apart_and_stays_bounded() -> None:
+    from codexgate.wire import common
+
+    def body(prompt: str) -> dict:
+        return {"input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": prompt}]},
+                          {"type": "message", "role": "user", "content": "hi"}]}
+
+    seen = set()
+    for i in range(common._INSTRUCTIONS_MEMO.size + 50):
+        b = body(f"prompt {i}")
+        its = input_items(Api.RESPONSES, b)
+        seen.add(wire.instructions_hash(Api.RESPONSES, b, its, [content_digest(x) for x in its]))
+    assert len(seen) == common._INSTRUCTIONS_MEMO.size + 50
+    assert len(common._INSTRUCTIONS_MEMO._d) <= common._INSTRUCTIONS_MEMO.size
+    # a user message that changes does not change the hash of the same developer prompt
+    a, b = body("same"), body("same")
+    b["input"][1]["content"] = "something else"
+    ha, hb = ([wire.instructions_hash(Api.RESPONSES, x, input_items(Api.RESPONSES, x),
+                                      [content_digest(i) for i in input_items(Api.RESPONSES, x)])] for x in (a, b))
+    assert ha == hb and ha[0] is not None

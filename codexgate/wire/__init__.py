@@ -23,6 +23,7 @@ from codexgate.wire.common import (
     item_digest,
     item_digests,
 )
+from codexgate.wire.common import instructions_hash as _instructions_hash
 from codexgate.wire.common import instructions_text as _instructions_text
 from codexgate.wire.sse import SseEvent, SseParser
 from codexgate.wire.values import as_dict
@@ -39,6 +40,7 @@ __all__ = [
     "from_json_body",
     "input_items",
     "instruction_values",
+    "instructions_hash",
     "instructions_text",
     "item_digest",
     "item_digests",
@@ -65,6 +67,14 @@ def instructions_text(api: str | None, body: Any) -> str | None:
     if not isinstance(body, dict):
         return None
     return _instructions_text(body, input_items(api, body))
+
+
+def instructions_hash(api: str | None, body: Any, items: list[Any], contents: list[str]) -> str | None:
+    """sha256 of ``instructions_text(api, body)`` (``None`` without instructions), given the
+    call's ``input_items`` and their content digests (memoised by those). Never raises."""
+    if not isinstance(body, dict):
+        return None
+    return _instructions_hash(body, items, contents)
 
 
 def reassembler(api: str | None) -> EventReassembler:
