@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable
 
 from mitmproxy import http
 
@@ -36,9 +37,11 @@ class StartupGate:
         self._event = asyncio.Event()  # binds to the running loop on first wait (Python >= 3.10)
         self.last = _Started(self)  # not "done": that name is a mitmproxy hook
 
-    async def request(self, flow: http.HTTPFlow) -> None:
-        if self.started:
-            return
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        # once started, a plain call (no coroutine to create and await on every request)
+        return None if self.started else self._wait()
+
+    async def _wait(self) -> None:
         try:
             await asyncio.wait_for(self._event.wait(), self.wait_s)
         except TimeoutError:

@@ -221,7 +221,7 @@ class Upstream:
         provider = target.provider
         req = flow.request
         model = target.model or state.request.model
-        url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
+        url = upstream_url(provider, state.request.shape, model, _query(req))
         req.url = url
         if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
             req.content = dumps_text({**state.request.body, "model": target.model}).encode()
@@ -298,7 +298,7 @@ class Upstream:
             )
         if target.translate == "chat" and isinstance(state.request.body, dict):
             chat = translate_chat.request_to_chat(state.request.body, model or "")
-            url = upstream_url(provider, _CHAT_SHAPE, model, list(req.query.items(multi=True)))
+            url = upstream_url(provider, _CHAT_SHAPE, model, _query(req))
             chat_custom = chat.custom_tools
             return RelayTarget(
                 label=target.label,
@@ -321,7 +321,7 @@ class Upstream:
                 dropped=tuple(chat.dropped),
                 **timeouts,
             )
-        url = upstream_url(provider, state.request.shape, model, list(req.query.items(multi=True)))
+        url = upstream_url(provider, state.request.shape, model, _query(req))
         body = req.raw_content or b""
         headers = [(k, v) for k, v in client_headers if k.lower() != "accept-encoding"]
         if target.model and isinstance(state.request.body, dict) and "model" in state.request.body:
@@ -430,6 +430,12 @@ class Upstream:
         flow.response = resp
         if answer.broken:
             flow.kill()  # the body broke after commit: the client sees a cut, not a short answer
+
+
+def _query(req: http.Request) -> list[tuple[str, str]]:
+    """The request's query parameters; without a ``?`` none, and mitmproxy's query parser (a
+    fresh parse of the path on every access) is not asked."""
+    return list(req.query.items(multi=True)) if "?" in req.path else []
 
 
 def _rewrite(model: str) -> Callable[[dict[str, Any]], bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +19,14 @@ from addons.startup import StartupGate
 from addons.tracing import Tracing
 from codexgate.cli.demo_setup import DemoVault
 from tests.gateway.flows import Pipeline, demo_vault, error_of, model_flow
+
+
+async def _hook(result: Awaitable[None] | None) -> None:
+    """Run a hook's result as mitmproxy does: awaited when awaitable (the gate's request hook is a
+    plain call once started)."""
+    if result is not None:
+        await result
+
 
 
 async def _running(*addons) -> None:
@@ -49,7 +57,7 @@ async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_pat
         gated_flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
 
         async def gated() -> None:
-            await gate.request(gated_flow)
+            await _hook(gate.request(gated_flow))
             await p.run(gated_flow, extra=[limits])
 
         waiting = asyncio.create_task(gated())
@@ -70,12 +78,12 @@ async def test_a_call_during_start_up_waits_for_the_ledger_and_is_served(tmp_pat
 async def test_the_wait_is_bounded_and_then_the_checks_refuse_as_before(tmp_path: Path) -> None:
     with _pipeline(tmp_path, 0.2) as (p, gate, limits, demo):
         flow = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
-        await asyncio.wait_for(gate.request(flow), 5)  # the running hooks never finish here
+        await asyncio.wait_for(_hook(gate.request(flow)), 5)  # the running hooks never finish here
         await p.run(flow, extra=[limits])
         assert flow.response.status_code == 503 and CLEARED_KEY not in flow.metadata
         # it waited once: later calls meet the checks at once instead of 0.2 s later each
         later = model_flow(demo.keys["alice"], {"model": "gpt-5-codex", "input": "hello"})
-        await asyncio.wait_for(gate.request(later), 0.1)
+        await asyncio.wait_for(_hook(gate.request(later)), 0.1)
         await p.run(later, extra=[limits])
         assert later.response.status_code == 503 and CLEARED_KEY not in later.metadata
 
@@ -84,5 +92,6 @@ async def test_once_started_the_gate_does_not_wait(tmp_path: Path) -> None:
     gate = StartupGate(wait_s=30)
     gate.open()
     flow = model_flow(None, {"model": "gpt-5-codex", "input": "x"})
-    await asyncio.wait_for(gate.request(flow), 0.5)
+    await asyncio.wait_for(_hook(gate.request(flow)), 0.5)
     assert flow.response is None
+    assert gate.request(flow) is None  # a plain call once started: no coroutine per request
