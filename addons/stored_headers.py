@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+import orjson
+
 REDACTED = "[redacted]"
 _MAX_NAME = 64
 _MAX_VALUE = 2048
@@ -75,4 +77,7 @@ def headers_json(fields: Iterable[tuple[str, str]]) -> str:
             continue
         val = value[:_MAX_VALUE] if is_safe_header(key) else REDACTED
         out[key] = f"{out[key]}, {val}"[: _MAX_VALUE * 2] if key in out else val
-    return json.dumps(out, sort_keys=True)
+    try:
+        return orjson.dumps(out, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # a value with a lone surrogate (mitmproxy keeps undecodable bytes that way)
+        return json.dumps(out, sort_keys=True)

@@ -134,3 +134,16 @@ def test_client_deadlines_by_phase() -> None:
         assert expired == {"header_timeout", "body_timeout"}
         with pytest.raises(exceptions.OptionsError):
             tctx.configure(limits, codexgate_body_timeout="0")
+
+
+def test_stored_headers_json_sorted_and_any_value_encodes() -> None:
+    """Headers are stored as one sorted JSON object; a value mitmproxy kept with a lone surrogate
+    (undecodable bytes) still encodes (json fallback), and non-allowlisted values stay redacted."""
+    from addons.stored_headers import headers_json
+
+    text = headers_json([("User-Agent", "codex_exec/0.171"), ("X-Secret", "s3cret"), ("accept", "a\udcff")])
+    doc = json.loads(text)
+    assert list(doc) == sorted(doc) and doc["user-agent"] == "codex_exec/0.171"
+    assert doc["x-secret"] == "[redacted]" and doc["accept"] == "a\udcff"
+    repeated = json.loads(headers_json([("b", "1"), ("accept", "x"), ("Accept", "y")]))
+    assert repeated == {"accept": "x, y", "b": "[redacted]"}
