@@ -144,7 +144,7 @@ def start_old_tree(tree: Path, tmp: Path, sim_url: str, keys: dict[str, str], pr
     )
     (port,) = launch.free_ports(1)
     cmd = [launch.MITMDUMP, "-q", "-s", str(tree / "addons" / "gateway.py"), "--listen-host", "127.0.0.1",
-           "--mode", f"reverse:{sim_url}@{port}", "--set", f"confdir={tmp}/conf", "--set", "connection_strategy=lazy",
+           "--mode", f"reverse:{sim_url}@{port}", "--set", f"confdir={tmp}/conf", "--set", "connection_strategy=lazy", "--set", "onboarding=false",
            "--set", f"codexgate_vault={made['path']}", "--set", f"codexgate_vault_key_file={made['key_file']}",
            "--set", f"codexgate_traces={out / 'traces'}"]
     procs.append(subprocess.Popen(cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL, cwd=tree))

@@ -52,6 +52,16 @@ def test_non_provider_host_passes_through_untraced(gateway, sim) -> None:
     assert rows == []
 
 
+def test_gateway_does_not_serve_mitmproxys_onboarding_app(gateway) -> None:
+    """Started as the launcher starts it, the gateway leaves mitmproxy's onboarding app (the CA
+    page at mitm.it) off: the proxy port serves no web app of its own; the CA file is in confdir."""
+    try:
+        r = httpx.get("http://mitm.it/", proxy=f"http://127.0.0.1:{gateway.proxy_port}", timeout=10)
+    except httpx.HTTPError:
+        return  # passed through to a host that does not resolve here: not served by the gateway
+    assert r.status_code >= 500 and "mitmproxy" not in r.text.lower()
+
+
 def test_wrong_ca_is_diagnosed_in_the_gateway_log(gateway, vault) -> None:
     """Codex never gives up on a TLS failure; the gateway log must say what is wrong."""
     proxy = f"http://codexgate:{vault.keys['alice']}@127.0.0.1:{gateway.proxy_port}"

@@ -531,6 +531,8 @@ def run(args: argparse.Namespace) -> int:
                 "--set",
                 "connection_strategy=lazy",
                 "--set",
+                "onboarding=false",
+                "--set",
                 f"confdir={data / 'mitmproxy'}",
                 "--set",
                 f"codexgate_vault={demo.path}",

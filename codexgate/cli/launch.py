@@ -21,6 +21,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
 GATEWAY_SCRIPT = ROOT / "addons" / "gateway.py"
+# mitmproxy options every gateway start gets (a caller's own value wins): mitmproxy's onboarding
+# app (the CA download page at mitm.it) is of no use to a gateway, whose CA file is in its confdir,
+# and its request hook parsed every call's Host header (~1% of the gateway's CPU under load).
+GATEWAY_MITMPROXY_OPTIONS = {"onboarding": "false"}
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
@@ -92,7 +96,7 @@ def gateway_command(
     cmd += ["--mode", f"reverse:{reverse_target}@{port}"]
     if proxy_port is not None:
         cmd += ["--mode", f"regular@{proxy_port}"]
-    for option, value in options.items():
+    for option, value in {**GATEWAY_MITMPROXY_OPTIONS, **options}.items():
         cmd += ["--set", f"{option}={value}"]
     return cmd
 
