@@ -4,9 +4,11 @@ stream after the client hung up (the tokens are billed either way, and the trace
 that only arrives at the end).
 
 mitmproxy tears down a flow's server connection when its client disconnects. The upstream step
-therefore points mitmproxy at this relay (a tiny aiohttp server on loopback, on mitmproxy's own
-event loop) with a ``RelayJob``: the ordered targets, each with its own URL, credential headers
-and body. The relay:
+therefore points mitmproxy at this relay with a ``RelayJob``: the ordered targets, each with its
+own URL, credential headers and body. mitmproxy sends the call (with an empty body) over loopback
+to the relay's hop, a minimal HTTP/1.1 server (an ``asyncio.Protocol`` on 127.0.0.1, on
+mitmproxy's own event loop; requests one after another on a kept-alive connection), and streams
+its answer to the client; the upstream side is an aiohttp client session. The relay:
 
 1. tries the targets in order (skipping those whose circuit breaker is open), each up to
    ``policy.attempts_per_target`` times, on connection errors, timeouts (connect, first event,
@@ -24,6 +26,11 @@ and body. The relay:
 
 Invariant: the relay sends nothing except the jobs the upstream step submitted (one per flow
 it cleared), each used once; credential headers live only in the job, never in a log line.
+``job.on_end`` is called exactly once per job the hop pops, before a whole (failure) reply is
+written and after a stream's last byte. The hop listens on loopback only, reads nothing of a
+request but its head (the body, ``content-length`` bytes, is discarded) and frames every answer
+itself: ``content-length`` for a whole body, chunked for a stream (one write per chunk, never
+an empty chunk before the end); a stream written only partly leaves the connection closed.
 """
 
 from __future__ import annotations
@@ -33,14 +40,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
+from http import HTTPStatus
 from typing import Protocol
 
 import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict
 
 from addons.flowstate import Attempt
@@ -245,7 +252,8 @@ def _internal(exc: BaseException) -> str:
 
 class Buffered:
     """An answer collected whole, for a client that is not streaming (``StreamRelay.answer``):
-    the ``web.StreamResponse`` surface ``_stream`` writes to, kept in memory."""
+    the surface ``_stream`` writes to (``prepare``, ``write``, ``write_eof``, as ``_HopStream``),
+    kept in memory."""
 
     def __init__(self, status: int) -> None:
         self.status = status
@@ -253,7 +261,7 @@ class Buffered:
         self.chunks: list[bytes] = []
         self.broken = False  # the upstream body broke after commit: the client must see a cut
 
-    async def prepare(self, request: web.Request | None) -> None:
+    async def prepare(self) -> None:
         return None
 
     async def write(self, data: bytes) -> None:
@@ -267,37 +275,345 @@ class Buffered:
         return b"".join(self.chunks)
 
 
+@dataclass
+class _Reply:
+    """A whole answer (a failure reply): written after ``job.on_end``, with ``content-length``."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+_HEAD_LIMIT = 64 * 1024  # a request head (request line and headers) larger than this is refused
+# the hop frames its answers itself: these never pass from a job's headers
+_FRAMING = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding"})
+_GONE = "the relay's client closed the connection"
+_dates: list[tuple[int, str]] = [(0, "")]
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _dates[0][0] != now:
+        _dates[0] = (now, formatdate(now, usegmt=True))
+    return _dates[0][1]
+
+
+def _head(status: int, reason: str | None, headers: Iterable[tuple[str, str]], framing: str) -> bytes:
+    """A response head: status line, ``headers`` (less the framing ones), then ``framing``
+    (``content-length``/``transfer-encoding``/``connection`` lines, the hop's own)."""
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    date = False
+    for k, v in headers:
+        low = k.lower()
+        if low in _FRAMING:
+            continue
+        date = date or low == "date"
+        lines.append(f"{k}: {v}\r\n")
+    if not date:
+        lines.append(f"date: {_http_date()}\r\n")
+    lines.append(framing)
+    text = "".join(lines)
+    bare = text.replace("\r\n", "")
+    if "\n" in bare or "\r" in bare:  # a CR or LF inside a name, value or reason
+        raise ValueError("line break in a response header")
+    return text.encode("utf-8", "surrogateescape") + b"\r\n"
+
+
+def _parse_head(head: bytes) -> tuple[str, str, int, bool, bool] | None:
+    """(method, target, content-length, keep-alive, HTTP/1.1) of a request head, None if it is
+    not one the hop answers (the upstream step sends a content-length, never a chunked body)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0") or not parts[0].isalpha():
+        return None
+    http11 = parts[2] == b"HTTP/1.1"
+    length: int | None = None
+    keep_alive = http11
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip():
+            return None
+        name = name.lower()
+        if name == b"content-length":
+            value = value.strip()
+            if not value.isdigit() or (length is not None and int(value) != length):
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return None
+        elif name == b"connection":
+            tokens = {t.strip() for t in value.lower().split(b",")}
+            keep_alive = b"close" not in tokens and (http11 or b"keep-alive" in tokens)
+    return parts[0].decode(), parts[1].decode("latin-1"), length or 0, keep_alive, http11
+
+
+class _HopConnection(asyncio.Protocol):
+    """One connection from mitmproxy to the hop. Requests are answered one after another: bytes
+    that arrive while one is answered wait in the buffer (bounded: reading pauses beyond
+    ``_HEAD_LIMIT``). Once the transport is closing, ``send`` and a waiting ``drain`` raise
+    ``ConnectionResetError``."""
+
+    def __init__(self, relay: StreamRelay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None  # the request being answered
+        self._buf = bytearray()
+        self._skip = 0  # body bytes of the current request still to discard
+        self._reading_paused = False
+        self._writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.relay._conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
+        self._buf += data
+        if self.task is None:
+            self._next()
+        elif len(self._buf) > _HEAD_LIMIT and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.relay._conns.discard(self)
+        self._wake(ConnectionResetError(_GONE))
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake(None)
+
+    # ------------------------------------------------------------- writing
+    def _open(self) -> asyncio.Transport:
+        t = self.transport
+        if self.closed or t is None or t.is_closing():
+            raise ConnectionResetError(_GONE)
+        return t
+
+    def check(self) -> None:
+        """Raise ``ConnectionResetError`` if the connection is closing."""
+        self._open()
+
+    def send(self, data: bytes) -> None:
+        self._open().write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        if not self._writing_paused:
+            return
+        if self.closed:
+            raise ConnectionResetError(_GONE)
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    def _wake(self, exc: Exception | None) -> None:
+        w, self._waiter = self._waiter, None
+        if w is not None and not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------- requests
+    def _next(self) -> None:
+        """Start answering the next request once its head is in the buffer."""
+        end = self._buf.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
+        if end < 0:
+            if len(self._buf) > _HEAD_LIMIT:
+                self._refuse()
+            return
+        parsed = _parse_head(bytes(self._buf[:end]))
+        if parsed is None:
+            self._refuse()
+            return
+        del self._buf[: end + 4]
+        method, target, length, keep_alive, http11 = parsed
+        n = min(length, len(self._buf))
+        del self._buf[:n]
+        self._skip = length - n
+        hop = _Hop(self, method, target, keep_alive, http11)
+        self.task = asyncio.get_running_loop().create_task(self.relay._serve(hop))
+
+    def done(self, hop: _Hop) -> None:
+        """``hop``'s answer ended: serve the next request on this connection, or close it."""
+        self.task = None
+        if self.closed or self.transport is None:
+            return
+        if not (hop.complete and hop.keep_alive):
+            self.transport.close()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        if self._buf:
+            self._next()
+
+    def _refuse(self) -> None:
+        body = b"bad request"
+        framing = (
+            f"content-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\nconnection: close\r\n"
+        )
+        self._buf.clear()
+        try:
+            self.send(_head(400, None, (), framing) + body)
+        except ConnectionError:
+            return
+        assert self.transport is not None
+        self.transport.close()
+
+
+class _Hop:
+    """One request on a hop connection: what its answer needs to know of it."""
+
+    __slots__ = ("conn", "method", "target", "keep_alive", "http11", "head_sent", "complete")
+
+    def __init__(
+        self, conn: _HopConnection, method: str, target: str, keep_alive: bool, http11: bool
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        self.keep_alive = keep_alive
+        self.http11 = http11
+        self.head_sent = False
+        self.complete = False  # the whole answer was written: the connection may serve another
+
+    def empty_body(self, status: int) -> bool:
+        return self.method == "HEAD" or status < 200 or status in (204, 304)
+
+    def _connection(self) -> str:
+        return "" if self.keep_alive else "connection: close\r\n"
+
+    async def reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """A whole answer, with ``content-length``."""
+        framing = self._connection()
+        if self.empty_body(status):
+            body = b""
+        else:
+            framing = f"content-length: {len(body)}\r\n" + framing
+            if body and not any(k.lower() == "content-type" for k, _ in headers):
+                framing = "content-type: application/octet-stream\r\n" + framing
+        data = _head(status, None, headers, framing) + body
+        self.head_sent = True
+        self.conn.send(data)
+        self.complete = True
+        await self.conn.drain()
+
+    def stream(self, status: int, reason: str | None) -> _HopStream:
+        return _HopStream(self, status, reason)
+
+    def abort(self) -> None:
+        self.conn.abort()
+
+
+class _HopStream:
+    """A streamed answer on the hop, the surface ``_stream`` writes to. Chunked on HTTP/1.1
+    (each ``write`` one chunk in one transport write), else delimited by closing the connection.
+    The head goes out with the first chunk (or the end), so mitmproxy reads both at once.
+    ``prepare`` and ``write`` raise ``ConnectionResetError`` once the connection is closing;
+    ``write`` waits while the transport's buffer is full."""
+
+    def __init__(self, hop: _Hop, status: int, reason: str | None) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self._hop = hop
+        self._head = b""  # prepared, not yet sent
+        self._empty = hop.empty_body(status)
+        self._chunked = hop.http11 and not self._empty
+        if not hop.http11:
+            hop.keep_alive = False
+
+    async def prepare(self) -> None:
+        hop = self._hop
+        framing = hop._connection()
+        if self._chunked:
+            framing = "transfer-encoding: chunked\r\n" + framing
+        if not self._empty and "content-type" not in self.headers:
+            framing = "content-type: application/octet-stream\r\n" + framing
+        self._head = _head(self.status, self.reason, self.headers.items(), framing)
+        hop.conn.check()
+
+    async def write(self, data: bytes) -> None:
+        if not data or self._empty:
+            return  # an empty chunk would end the body
+        if self._chunked:
+            data = b"%b%x\r\n%b\r\n" % (self._head, len(data), data)
+        elif self._head:
+            data = self._head + data
+        await self._send(data)
+
+    async def write_eof(self) -> None:
+        await self._send(self._head + b"0\r\n\r\n" if self._chunked else self._head)
+        self._hop.complete = True
+
+    async def _send(self, data: bytes) -> None:
+        conn = self._hop.conn
+        conn.send(data)
+        self._head = b""
+        self._hop.head_sent = True
+        await conn.drain()
+
+
 class StreamRelay:
     def __init__(self) -> None:
         self.port: int | None = None
         self._jobs: dict[str, RelayJob] = {}
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._conns: set[_HopConnection] = set()
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._server is not None:
             return
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_route("*", "/relay/{job}", self._handle)
-        # auto_decompress=False: the relay never reads the body mitmproxy sends it (the job holds
-        # the raw body), and aiohttp cannot decode every encoding a client may use (zstd).
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _HopConnection(self), "127.0.0.1", 0, backlog=128)
+        self.port = self._server.sockets[0].getsockname()[1]
+        # auto_decompress=False: the relay passes answers on as the provider encoded them
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Close the client session (streams in flight end, cut), let their answers finish for
+        up to ``grace_s``, then close the hop and every connection to it."""
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        self._runner = self._session = None
+        server, self._server, self._session = self._server, None, None
+        if server is None:
+            return
+        server.close()
+        tasks = [c.task for c in self._conns if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            for t in late:
+                t.cancel()
+        for conn in list(self._conns):
+            conn.abort()
+        await server.wait_closed()
 
     @property
     def running(self) -> bool:
@@ -309,21 +625,50 @@ class StreamRelay:
         return f"http://127.0.0.1:{self.port}/relay/{job_id}"
 
     # ---------------------------------------------------------------- one call
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        job = self._jobs.pop(request.match_info["job"], None)
+    async def _serve(self, hop: _Hop) -> None:
+        """Answer one hop request; the connection goes on (or closes) when it is done."""
+        try:
+            await self._handle(hop)
+        except Exception as exc:
+            log.error("codexgate: internal error in the relay's hop (%s)", type(exc).__name__)
+            if hop.head_sent:
+                hop.abort()
+            else:
+                hop.keep_alive = False
+                try:
+                    await hop.reply(500, [("content-type", "text/plain; charset=utf-8")], b"relay failed")
+                except ConnectionError:
+                    pass
+        finally:
+            hop.conn.done(hop)
+
+    async def _handle(self, hop: _Hop) -> None:
+        path = hop.target.partition("?")[0]
+        job_id = path[7:] if path.startswith("/relay/") else ""
+        job = self._jobs.pop(job_id, None) if job_id and "/" not in job_id else None
         if job is None or self._session is None:
-            return web.Response(status=404, text="unknown relay job")
-        done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
+            reply = _Reply(404, [("content-type", "text/plain; charset=utf-8")], b"unknown relay job")
+        else:
+            reply = await self._job(job, hop)
+        if reply is not None:
+            try:
+                await hop.reply(reply.status, reply.headers, reply.body)
+            except ConnectionError:
+                pass  # the client left
+
+    async def _job(self, job: RelayJob, hop: _Hop) -> _Reply | None:
+        """Run ``job`` for ``hop``: a stream is written as it comes; a whole reply is returned,
+        to be written after ``job.on_end``."""
+        done: tuple[_HopStream | Buffered | _Reply, str | None, bool] | None = None
         crashed: str | None = None
         try:
-            done = await self._run(job, request)
-            assert isinstance(done[0], web.StreamResponse)
-            return done[0]
+            done = await self._run(job, hop)
         except Exception as exc:
             crashed = _internal(exc)
             raise
         finally:
             job.on_end(done[1] if done else crashed, done[2] if done else False)
+        return done[0] if isinstance(done[0], _Reply) else None
 
     async def answer(self, job: RelayJob, client_gone: Callable[[], bool] = lambda: False) -> Buffered:
         """Run ``job`` for a client that waits for the whole answer (a non-streamed call): the
@@ -331,7 +676,7 @@ class StreamRelay:
         the loopback HTTP hop through mitmproxy and this relay's server (the caller sets the
         returned answer as the flow's response). ``broken`` says the body broke after commit;
         ``client_gone()`` is asked at the end (the row of a call whose client left says so)."""
-        done: tuple[web.StreamResponse | Buffered, str | None, bool] | None = None
+        done: tuple[_HopStream | Buffered | _Reply, str | None, bool] | None = None
         crashed: str | None = None
         try:
             done = await self._run(job, None)
@@ -344,28 +689,28 @@ class StreamRelay:
             job.on_end(done[1] if done else crashed, client_gone())
 
     async def _run(
-        self, job: RelayJob, request: web.Request | None
-    ) -> tuple[web.StreamResponse | Buffered, str | None, bool]:
+        self, job: RelayJob, hop: _Hop | None
+    ) -> tuple[_HopStream | Buffered | _Reply, str | None, bool]:
         """One job: the attempts, then the committed answer, or the failure reply (the last
-        target's own error answer, else the gateway's in the client's format) — written to
-        ``request``'s response, or into a ``Buffered`` answer without one. Returns (answer,
-        error or None, client gone)."""
+        target's own error answer, else the gateway's in the client's format) — streamed to
+        ``hop`` (a failure reply is returned for the caller to write), or into a ``Buffered``
+        answer without one. Returns (answer, error or None, client gone)."""
         job.started = True
         ready, target, failure = await self._attempt_all(job)
         if ready is not None:
             assert target is not None
-            return await self._stream(request, job, target, ready)
+            return await self._stream(hop, job, target, ready)
         assert failure is not None
         if failure.status is not None and target is not None:
             reply = await self._reply_failure(job, target, failure)
         else:
             status, body, err_headers = job.on_connect_error(failure.error)
-            reply = web.Response(status=status, body=body, headers={**err_headers, **self._summary_headers(job, None)})
-        if request is not None:
+            reply = _Reply(status, list({**err_headers, **self._summary_headers(job, None)}.items()), body)
+        if hop is not None:
             return reply, failure.error, False
         out = Buffered(reply.status)
         out.headers.extend(reply.headers)
-        out.chunks.append(bytes(reply.body or b""))  # type: ignore[arg-type]
+        out.chunks.append(reply.body)
         return out, failure.error, False
 
     def _summary_headers(self, job: RelayJob, served: RelayTarget | None) -> dict[str, str]:
@@ -508,7 +853,7 @@ class StreamRelay:
             return _Failure(f"stream broke before its first event: {type(exc).__name__}: {exc}"[:500])
         return _Ready(up, held, True)
 
-    async def _reply_failure(self, job: RelayJob, target: RelayTarget, failure: _Failure) -> web.Response:
+    async def _reply_failure(self, job: RelayJob, target: RelayTarget, failure: _Failure) -> _Reply:
         """Every target failed and the last one answered with an error status: the client gets
         that answer (translated when the target was), through the tap like any answer."""
         assert failure.status is not None
@@ -523,19 +868,15 @@ class StreamRelay:
         if tap is not None:
             body = tap(body)
             body += tap(b"")
-        out = web.Response(status=failure.status, body=body)
-        for k, v in headers:
-            if k.lower() != "content-type":
-                out.headers.add(k, v)
-            else:
-                out.content_type = v.split(";")[0]
-        return out
+        # the media type alone, as the client has always been sent it
+        headers = [(k, v.split(";")[0] if k.lower() == "content-type" else v) for k, v in headers]
+        return _Reply(failure.status, headers, body)
 
     async def _stream(
-        self, request: web.Request | None, job: RelayJob, target: RelayTarget, ready: _Ready
-    ) -> tuple[web.StreamResponse | Buffered, str | None, bool]:
+        self, hop: _Hop | None, job: RelayJob, target: RelayTarget, ready: _Ready
+    ) -> tuple[_HopStream | Buffered, str | None, bool]:
         """Commit ``ready`` to the client and pass the rest of the answer on (into a ``Buffered``
-        answer when there is no relay ``request``: see ``answer``)."""
+        answer when there is no ``hop``: see ``answer``)."""
         up = ready.up
         job.on_commit(target)
         served = job.attempts[-1]
@@ -553,15 +894,13 @@ class StreamRelay:
         client_gone = False
         try:
             tap = job.on_headers(up.status, resp_headers)
-            out: web.StreamResponse | Buffered = (
-                web.StreamResponse(status=up.status, reason=up.reason)
-                if request is not None
-                else Buffered(up.status)
+            out: _HopStream | Buffered = (
+                hop.stream(up.status, up.reason) if hop is not None else Buffered(up.status)
             )
             for k, v in resp_headers:
                 out.headers.add(k, v)
             try:
-                await out.prepare(request)
+                await out.prepare()
             except (ConnectionError, RuntimeError):
                 client_gone = True
             watch = _Watch() if ready.sse else None
@@ -633,8 +972,8 @@ class StreamRelay:
                         client_gone = True
             if error is not None and not client_gone and watch is None:
                 # a broken plain body: cut the client's connection too, so it sees a broken answer
-                if request is not None and request.transport is not None:
-                    request.transport.abort()
+                if hop is not None:
+                    hop.abort()
                 elif isinstance(out, Buffered):
                     out.broken = True
                 return out, error, client_gone
