@@ -31,6 +31,7 @@ from addons.looplag import LoopLag  # noqa: E402
 from addons.mitm_compat import refuse_trailers  # noqa: E402
 from addons.privacy import Privacy  # noqa: E402
 from addons.provider_hosts import ProviderHosts  # noqa: E402
+from addons.proxy_log import ProxyLogLevel  # noqa: E402
 from addons.scope import Scope  # noqa: E402
 from addons.startup import StartupGate  # noqa: E402
 from addons.tracing import Tracing  # noqa: E402
@@ -65,6 +66,7 @@ addons = [
     dispatch.FastDispatch(),
     _startup,
     LoopLag(),
+    ProxyLogLevel(),
     ClientLimits(),
     Intake(_hosts),
     Identity(_vault),
