@@ -90,6 +90,9 @@ class Breaker(Protocol):
     async def record(self, key: str, ok: bool) -> None: ...
 
 
+_JITTER = random.Random()
+
+
 @dataclass
 class RetryPolicy:
     """Bounds of the retry loop; timeouts are per attempt, ``budget_s`` for the whole call
@@ -141,7 +144,9 @@ class RelayJob:
     breaker: Breaker | None = None
     drain_seconds: float = 120.0
     started: bool = False
-    rng: random.Random = field(default_factory=random.Random)
+    # backoff jitter; one shared generator (seeding a Random per job read os.urandom: ~1% of the
+    # gateway's CPU); a test may pass its own
+    rng: random.Random = field(default=_JITTER, repr=False)
 
 
 @dataclass
