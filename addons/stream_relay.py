@@ -36,7 +36,6 @@ an empty chunk before the end); a stream written only partly leaves the connecti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -51,7 +50,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from addons.flowstate import Attempt
-from codexgate.wire.sse import SseParser, frame
+from codexgate.wire.sse import SseParser, StreamWatch, event_kind, frame
 
 log = logging.getLogger("codexgate.relay")
 
@@ -72,9 +71,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 # keep-alives: the relay holds the answer until an event other than these arrives (SSE comments
 # are skipped by the parser already)
 _PREAMBLE = frozenset({"ping"})
-_TERMINAL = frozenset(
-    {"response.completed", "response.failed", "response.incomplete", "message_stop", "error", "[DONE]"}
-)
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
@@ -191,43 +187,6 @@ def backoff_seconds(policy: RetryPolicy, retry_index: int, rng: random.Random) -
     """Exponential backoff with "equal jitter": half fixed, half random, capped."""
     full = min(policy.backoff_max_s, policy.backoff_base_s * (2**retry_index))
     return full / 2 + rng.random() * full / 2
-
-
-def _event_type(ev_name: str | None, data: str) -> str | None:
-    if data.strip() == "[DONE]":
-        return "[DONE]"
-    if ev_name:
-        return ev_name
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return None
-    return doc.get("type") if isinstance(doc, dict) and isinstance(doc.get("type"), str) else "chunk"
-
-
-class _Watch:
-    """Follows the SSE stream in the client's format: the response id and whether a terminal
-    event passed (a stream that ends without one is a cut, not a clean end)."""
-
-    def __init__(self) -> None:
-        self.parser = SseParser()
-        self.terminal = False
-        self.response_id: str | None = None
-        self.sequence = 0
-
-    def feed(self, data: bytes) -> None:
-        for ev in self.parser.feed(data):
-            kind = _event_type(ev.event, ev.data)
-            self.sequence += 1
-            if kind in _TERMINAL:
-                self.terminal = True
-            if self.response_id is None and kind in ("response.created", "message_start"):
-                try:
-                    doc = json.loads(ev.data)
-                    inner = doc.get("response") or doc.get("message") or {}
-                    self.response_id = inner.get("id")
-                except (ValueError, AttributeError):
-                    pass
 
 
 def cut_event(family: str, response_id: str | None, message: str, sequence: int) -> bytes:
@@ -848,7 +807,7 @@ class StreamRelay:
                 if not chunk:
                     break  # ended before a real event: commit what there is; the tap judges it
                 held.append(chunk)
-                if any(_event_type(ev.event, ev.data) not in _PREAMBLE for ev in parser.feed(chunk)):
+                if any(event_kind(ev) not in _PREAMBLE for ev in parser.feed(chunk)):
                     break
         except TimeoutError:
             up.close()
@@ -908,15 +867,22 @@ class StreamRelay:
                 await out.prepare()
             except (ConnectionError, RuntimeError):
                 client_gone = True
-            watch = _Watch() if ready.sse else None
+            # what the client's stream shows (terminal event, response id, events): a tap that sees
+            # exactly the client's bytes follows them already; else the relay parses them itself
+            watch: StreamWatch | None = None
+            own_watch: StreamWatch | None = None
+            if ready.sse:
+                watch = getattr(tap, "watch", None)
+                if not isinstance(watch, StreamWatch):
+                    watch = own_watch = StreamWatch()
             deadline: float | None = None
 
             async def emit(data: bytes) -> None:
                 nonlocal client_gone
                 if translator is not None and data:
                     data = translator.feed(data)
-                if watch is not None:
-                    watch.feed(data)
+                if own_watch is not None:
+                    own_watch.feed(data)
                 data = tap(data) if tap is not None else data
                 if data and not client_gone:
                     try:

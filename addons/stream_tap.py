@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexgate.wire import Reassembled, SseEvent, SseParser, reassembler
+from codexgate.wire.sse import StreamWatch
 
 
 class _Decoder:
@@ -60,6 +61,9 @@ class StreamTap:
     ) -> None:
         self.reassembler = reassembler(api)
         self.parser = SseParser()
+        # what the stream shows the client, from this one parse: the relay reads it (terminal
+        # event, response id) when this tap sees exactly the client's bytes
+        self.watch = StreamWatch()
         self.decoder = _Decoder(content_encoding)
         self.on_first_token = on_first_token
         self.on_terminal = on_terminal
@@ -81,7 +85,9 @@ class StreamTap:
 
     def _consume(self, events: list[SseEvent]) -> None:
         r = self.reassembler
+        observe = self.watch.observe
         for ev in events:
+            observe(ev)
             if r.on_event(ev):
                 self.on_first_token(datetime.now(UTC))
             if r.r.terminal and not self.terminal_fired:

@@ -7,10 +7,12 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from addons.stream_tap import StreamTap
 from codexgate.wire import SseParser, from_json_body
 from codexgate.wire.anthropic import Reassembler as AnthropicReassembler
 from codexgate.wire.chat import Reassembler as ChatReassembler
 from codexgate.wire.responses import Reassembler as ResponsesReassembler
+from codexgate.wire.sse import StreamWatch
 
 
 def _sse(events: list[tuple[str | None, dict | str]]) -> bytes:
@@ -310,3 +312,68 @@ def test_the_parser_gives_the_same_events_at_any_chunking(
         prev = b
     got += parser.close()
     assert [(e.event, e.data) for e in got] == _reference_events(raw)
+
+
+def _watch_oracle(raw: bytes) -> tuple[bool, str | None, int]:
+    """What the relay's stream watch must report, written plainly: every complete event counts;
+    terminal kinds by ``[DONE]``, the event name, else the JSON type; the id of the first
+    ``response.created`` / ``message_start``."""
+    terminal, rid, n = False, None, 0
+    for ev in SseParser().feed(raw):
+        n += 1
+        try:
+            doc = json.loads(ev.data)
+        except ValueError:
+            doc = None
+        if ev.data.strip() == "[DONE]":
+            kind = "[DONE]"
+        elif ev.event:
+            kind = ev.event
+        elif isinstance(doc, dict):
+            kind = doc.get("type") if isinstance(doc.get("type"), str) else "chunk"
+        else:
+            kind = None
+        terminal = terminal or kind in (
+            "response.completed", "response.failed", "response.incomplete", "message_stop", "error", "[DONE]"
+        )
+        if rid is None and kind in ("response.created", "message_start") and isinstance(doc, dict):
+            inner = doc.get("response") or doc.get("message")
+            rid = inner.get("id") if isinstance(inner, dict) and isinstance(inner.get("id"), str) else None
+    return terminal, rid, n
+
+
+_WATCH_EVENTS = st.lists(
+    st.sampled_from(
+        [
+            (None, "[DONE]"),
+            ("response.created", {"type": "response.created", "response": {"id": "resp_w"}}),
+            (None, {"type": "message_start", "message": {"id": "msg_w"}}),
+            ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "x"}),
+            ("ping", {"type": "ping"}),
+            (None, {"choices": []}),
+            (None, "not json"),
+            ("response.completed", {"type": "response.completed", "response": {"id": "resp_w"}}),
+            (None, {"type": "error", "error": {"message": "boom"}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=_WATCH_EVENTS, cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8))
+def test_stream_watch_reports_what_the_stream_shows_at_any_chunking(events: list, cuts: list[int]) -> None:
+    """The relay's watch and the tap's watch (fed from the tap's own parse) agree with the oracle."""
+    raw = _sse(events)
+    bounds = sorted({c % (len(raw) + 1) for c in cuts})
+    fed = StreamWatch()
+    tap = StreamTap("responses", "", on_first_token=lambda t: None, on_terminal=lambda: None)
+    prev = 0
+    for b in [*bounds, len(raw)]:
+        fed.feed(raw[prev:b])
+        tap(raw[prev:b])
+        prev = b
+    want = _watch_oracle(raw)
+    assert (fed.terminal, fed.response_id, fed.sequence) == want
+    assert (tap.watch.terminal, tap.watch.response_id, tap.watch.sequence) == want

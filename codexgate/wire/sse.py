@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from codexgate.wire.values import loads_object
+
 
 @dataclass(slots=True)
 class SseEvent:
@@ -68,6 +70,55 @@ class SseParser:
             out.append(SseEvent(self._event, "\n".join(self._data)))
             self._event, self._data = None, []
         return out
+
+
+# Events that end a stream in some client format (a stream that closes without one was cut).
+TERMINAL_KINDS = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "message_stop", "error", "[DONE]"}
+)
+
+
+def event_kind(ev: SseEvent) -> str | None:
+    """An event's type: ``[DONE]``, the ``event:`` name, else the JSON ``type`` of its data
+    (``"chunk"`` for a JSON object without one, ``None`` for data that is not a JSON object)."""
+    if ev.data.strip() == "[DONE]":
+        return "[DONE]"
+    if ev.event:
+        return ev.event
+    doc = loads_object(ev.data)
+    if doc is None:
+        return None
+    kind = doc.get("type")
+    return kind if isinstance(kind, str) else "chunk"
+
+
+class StreamWatch:
+    """Follows a stream in the client's format: how many events passed, the response id, and
+    whether a terminal event passed. Fed bytes (``feed``) or, by a parser that already split
+    them, events (``observe``). Never raises."""
+
+    def __init__(self) -> None:
+        self._parser: SseParser | None = None
+        self.terminal = False
+        self.response_id: str | None = None
+        self.sequence = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._parser is None:
+            self._parser = SseParser()
+        for ev in self._parser.feed(data):
+            self.observe(ev)
+
+    def observe(self, ev: SseEvent) -> None:
+        kind = event_kind(ev)
+        self.sequence += 1
+        if kind in TERMINAL_KINDS:
+            self.terminal = True
+        if self.response_id is None and kind in ("response.created", "message_start"):
+            doc = loads_object(ev.data) or {}
+            inner = doc.get("response") or doc.get("message")
+            rid = inner.get("id") if isinstance(inner, dict) else None
+            self.response_id = rid if isinstance(rid, str) else None
 
 
 def parse(raw: bytes) -> list[SseEvent]:
