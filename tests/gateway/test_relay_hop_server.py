@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -51,50 +51,52 @@ async def upstream() -> AsyncIterator[Upstream]:
         assert state is not None
         state.seen.append((request.path, request.headers.get("authorization"), await request.read()))
 
-    async def sse(request: web.Request) -> web.StreamResponse:
-        """created, then (once released) a delta and completed."""
+    async def stream(
+        request: web.Request, middle: Callable[[web.StreamResponse], Awaitable[None]], **headers: str
+    ) -> web.StreamResponse:
+        """created, ``middle``'s events, completed; then the stream is marked finished."""
         await record(request)
         assert state is not None
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "x-upstream": "yes"})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", **headers})
         await resp.prepare(request)
         await resp.write(CREATED)
-        await state.release.wait()
-        await resp.write(DELTA)
+        await middle(resp)
         await resp.write(COMPLETED)
         await resp.write_eof()
         state.finished.set()
         return resp
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        """created, then (once released) a delta and completed."""
+
+        async def middle(resp: web.StreamResponse) -> None:
+            assert state is not None
+            await state.release.wait()
+            await resp.write(DELTA)
+
+        return await stream(request, middle, **{"x-upstream": "yes"})
 
     async def big(request: web.Request) -> web.StreamResponse:
         """created, then 8 MiB of deltas, then completed: more than any socket buffer holds."""
-        await record(request)
-        assert state is not None
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        await resp.write(CREATED)
-        piece = event("response.output_text.delta", delta="x" * 65_000)
-        for _ in range(128):
-            await resp.write(piece)
-        await resp.write(COMPLETED)
-        await resp.write_eof()
-        state.finished.set()
-        return resp
+
+        async def middle(resp: web.StreamResponse) -> None:
+            piece = event("response.output_text.delta", delta="x" * 65_000)
+            for _ in range(128):
+                await resp.write(piece)
+
+        return await stream(request, middle)
 
     async def endless(request: web.Request) -> web.StreamResponse:
         """created, then deltas until released (at most 256 MiB), then completed."""
-        await record(request)
-        assert state is not None
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        await resp.write(CREATED)
-        piece = event("response.output_text.delta", delta="x" * 65_000)
-        while not state.release.is_set() and state.sent < 4096:
-            await resp.write(piece)
-            state.sent += 1
-        await resp.write(COMPLETED)
-        await resp.write_eof()
-        state.finished.set()
-        return resp
+
+        async def middle(resp: web.StreamResponse) -> None:
+            assert state is not None
+            piece = event("response.output_text.delta", delta="x" * 65_000)
+            while not state.release.is_set() and state.sent < 4096:
+                await resp.write(piece)
+                state.sent += 1
+
+        return await stream(request, middle)
 
     async def cut(request: web.Request) -> web.StreamResponse:
         """created, a delta, then the connection ends without a terminal event."""
