@@ -52,6 +52,14 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def read_bytes(pid: int) -> int:
+    """Bytes ``pid`` has read so far (``rchar`` in ``/proc/<pid>/io``: files and pipes alike)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")
+
+
 def wait_gone(pid: int, limit_s: float = 10.0) -> bool:
     deadline = time.monotonic() + limit_s
     while alive(pid) and time.monotonic() < deadline:
@@ -99,9 +107,18 @@ def test_converter_killed_mid_conversion_is_restarted_and_loses_nothing(tmp_path
                 ids.append(trace_id)
             pid = sink.converter_pid
             assert pid is not None
+            spooled = sum(f.stat().st_size for f in sink.spool_dir.glob("seg-*"))
+            # The kill moment is a random point of the child's reading of the segment, not of the
+            # wall clock: a faster machine converts 70 MB before any fixed sleep ends. The segment
+            # is read in chunks and deleted only after its Parquet files are renamed into place,
+            # so once the child has read part of it, it is mid-conversion until it is stopped.
+            target = read_bytes(pid) + int(spooled * rng.uniform(0.05, 0.9))
             flusher = threading.Thread(target=sink.flush)  # rotate + convert through the child
             flusher.start()
-            time.sleep(rng.uniform(0.1, 0.4))
+            deadline = time.monotonic() + 60
+            while read_bytes(pid) < target and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            os.kill(pid, signal.SIGSTOP)  # frozen where it is: nothing it does can race the check
             pending = spool.list_segments(sink.spool_dir)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
