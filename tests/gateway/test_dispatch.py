@@ -4,6 +4,7 @@ logged."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import types
 from collections.abc import Awaitable, Callable
@@ -190,3 +191,133 @@ def test_option_switches_between_the_two():
     finally:
         cls.trigger_event = was
         setattr(cls, dispatch._PATCHED, was is dispatch.trigger_event)
+
+
+# --- the per-event plan: looked up once, dropped whenever the addon tree can have changed ----
+
+
+class CountingLookups:
+    """Counts how often dispatch looks its ``request`` handler up."""
+
+    def __init__(self, seen: list[str], name: str = "counting") -> None:
+        self.name = name
+        self.seen = seen
+        self.lookups = 0
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr == "request":
+            object.__setattr__(self, "lookups", object.__getattribute__(self, "lookups") + 1)
+        return object.__getattribute__(self, attr)
+
+    def request(self, flow) -> None:
+        self.seen.append(self.name)
+
+
+async def fire(manager: addonmanager.AddonManager) -> None:
+    await dispatch.trigger_event(manager, HttpRequestHook(tflow.tflow()))
+
+
+async def test_handlers_are_looked_up_once_per_event_name():
+    seen: list[str] = []
+    counting = CountingLookups(seen)
+    with taddons.context() as tctx:
+        tctx.master.addons.add(counting)
+        counting.lookups = 0  # registering looks at the addon too
+        for _ in range(5):
+            await fire(tctx.master.addons)
+    assert seen == ["counting"] * 5
+    assert counting.lookups == 1
+
+
+async def test_added_removed_and_child_addons_are_seen_on_the_next_event():
+    seen: list[str] = []
+    installed = dispatch.install(force=True)
+    assert installed
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        first = CountingLookups(seen, "first")
+        parent = types.SimpleNamespace(name="parent", addons=[])
+        manager.add(first, parent)
+        await fire(manager)
+        second = CountingLookups(seen, "second")
+        manager.add(second)  # appended to the chain
+        await fire(manager)
+        child = CountingLookups(seen, "child")
+        parent.addons.append(child)  # a parent managing its children, as mitmproxy asks it to
+        manager.register(child)
+        await fire(manager)
+        manager.remove(first)  # the chain list is replaced
+        await fire(manager)
+    assert seen == ["first", "first", "second", "first", "child", "second", "child", "second"]
+
+
+async def test_an_option_change_drops_the_plan(tmp_path):
+    """A reorder of children without any register (what a reorder of ``scripts`` does) is seen
+    after the next option change."""
+    seen: list[str] = []
+    with taddons.context(dispatch.FastDispatch()) as tctx:
+        manager = tctx.master.addons
+        a, b = CountingLookups(seen, "a"), CountingLookups(seen, "b")
+        parent = types.SimpleNamespace(name="parent", addons=[a, b])
+        manager.add(parent)
+        await fire(manager)
+        parent.addons.reverse()
+        tctx.options.update(codexgate_fast_dispatch=True)
+        await fire(manager)
+    assert seen == ["a", "b", "b", "a"]
+
+
+async def test_scripts_loaded_and_unloaded_by_mitmproxy_are_dispatched_to(tmp_path):
+    from mitmproxy.addons import script as mitm_script
+
+    log = tmp_path / "calls.txt"
+    paths = []
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(
+            f"class {name.title()}:\n"
+            "    def request(self, flow):\n"
+            f"        open({str(log)!r}, 'a').write({name!r} + '\\n')\n"
+            f"addons = [{name.title()}()]\n"
+        )
+        paths.append(str(path))
+    loader = mitm_script.ScriptLoader()
+
+    async def loaded(scripts: list[str]) -> None:
+        tctx.configure(loader, scripts=scripts)
+        for _ in range(200):  # mitmproxy loads a script from its watcher task
+            if [s.path for s in loader.addons if s.ns is not None] == scripts:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"mitmproxy did not load {scripts}")
+
+    with taddons.context(loader) as tctx:
+        manager = tctx.master.addons
+        await loaded([paths[0]])
+        await fire(manager)
+        await loaded([paths[0], paths[1]])
+        await fire(manager)
+        await loaded([paths[1]])
+        await fire(manager)
+    assert log.read_text().split() == ["one", "one", "two", "two"]
+
+
+class OddRequest:
+    name = "oddrequest"
+    request = 42
+
+    def __repr__(self) -> str:
+        return "OddRequest()"
+
+
+async def test_odd_trees_are_walked_afresh_with_mitmproxy_errors(caplog):
+    seen: list[str] = []
+    with taddons.context() as tctx:
+        manager = tctx.master.addons
+        manager.add(CountingLookups(seen, "a"), OddRequest(), CountingLookups(seen, "b"))
+        with caplog.at_level(logging.ERROR):
+            await fire(manager)
+            await fire(manager)
+    assert seen == ["a", "b", "a", "b"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["Addon error: Addon handler request (OddRequest()) not callable"] * 2
