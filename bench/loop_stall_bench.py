@@ -7,7 +7,9 @@ capacity (16 connections flat out, 40 KB Codex-shaped bodies, half of them strea
 calls at ``--load`` × that rate with fixed spacing (open loop: a slow gateway does not slow the
 sender) for ``--seconds``, from the first second on. Prints the probe's longest stall per
 second (p50, p95, max, seconds over 5 ms), including the start-up seconds, and the latency the
-calls saw. Figures are printed, not asserted.
+calls saw. Then the same steady load, at the same calls per second, through a no-op mitmdump
+carrying the same probe (``bench/looplag_probe.py``): what mitmproxy's own loop does at that
+rate, side by side (``--no-baseline`` skips it). Figures are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from codexgate.cli import launch  # noqa: E402
 from codexgate.cli.demo_setup import create_demo_vault  # noqa: E402
 
 
-async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, stream_share: float) -> list[float]:
+async def steady(
+    url: str, key: str, rate: float, seconds: float, size_kb: int, stream_share: float
+) -> list[float]:
     """Open-loop calls at ``rate`` per second; returns each call's latency in ms (to the end)."""
     bodies = {s: [codex_body(size_kb, k, s) for k in range(8)] for s in (False, True)}
     lat: list[float] = []
@@ -44,7 +48,11 @@ async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, 
         nonlocal errors
         stream = (i % 100) < stream_share * 100
         t0 = time.perf_counter()
-        headers = {"authorization": f"Bearer {key}", "content-type": "application/json", "session-id": f"s{i % 16}"}
+        headers = {
+            "authorization": f"Bearer {key}",
+            "content-type": "application/json",
+            "session-id": f"s{i % 16}",
+        }
         try:
             async with session.post(url, data=bodies[stream][i % 8], headers=headers) as resp:
                 await resp.read()
@@ -72,6 +80,27 @@ async def steady(url: str, key: str, rate: float, seconds: float, size_kb: int, 
     return lat
 
 
+def measure(lag_file: Path, url: str, key: str, rate: float, args: argparse.Namespace) -> None:
+    """One steady run through ``url``; prints its latency and the probe's stalls (start-up apart)."""
+    skip = len(lag_file.read_text().splitlines()) if lag_file.exists() else 0
+    lat = asyncio.run(steady(url, key, rate, args.seconds, args.size, args.stream_share))
+    rows = [line.split(",") for line in lag_file.read_text().splitlines() if line]
+    startup = [float(m) for _, m in rows[:skip]]
+    during = [float(m) for _, m in rows[skip:]]
+    print(f"  calls: {len(lat)}, latency p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms")
+    if startup:
+        print(
+            f"  start-up and capacity run ({len(startup)} s): longest stall {max(startup):.1f} ms "
+            f"(first 5 s: {max(startup[:5]):.1f} ms)"
+        )
+    if during:
+        print(
+            f"  steady run, longest stall per second ({len(during)} s): p50 {pct(during, 0.5):.1f} ms, "
+            f"p95 {pct(during, 0.95):.1f} ms, max {max(during):.1f} ms; "
+            f"seconds with a stall over 5 ms: {sum(m > 5 for m in during)}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60)
@@ -79,6 +108,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=40, help="body size in KB")
     ap.add_argument("--stream-share", type=float, default=0.5)
     ap.add_argument("--rate", type=float, default=0, help="calls per second (skips the capacity measurement)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the no-op mitmdump at the same rate")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="codexgate-stall-"))
     keys = {"SIM_OPENAI_KEY": secrets.token_hex(16), "SIM_ANTHROPIC_KEY": secrets.token_hex(16)}
@@ -115,20 +145,25 @@ def main() -> None:
             capacity = statistics.mean(rates)
             rate = capacity * args.load
             print(f"capacity (16 connections, {args.size} KB, stream and not): {capacity:.0f} calls/s")
-        skip = len(lag_file.read_text().splitlines()) if lag_file.exists() else 0
         print(f"steady load: {rate:.0f} calls/s for {args.seconds:.0f} s, {args.stream_share:.0%} streamed")
-        lat = asyncio.run(steady(url, demo.developer_key, rate, args.seconds, args.size, args.stream_share))
-        rows = [line.split(",") for line in lag_file.read_text().splitlines() if line]
-        startup = [float(m) for _, m in rows[:skip]]
-        during = [float(m) for _, m in rows[skip:]]
-        print(f"calls: {len(lat)}, latency p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms")
-        if startup:
-            print(f"start-up and capacity run ({len(startup)} s): longest stall {max(startup):.1f} ms "
-                  f"(first 5 s: {max(startup[:5]):.1f} ms)")
-        if during:
-            print(f"steady run, longest stall per second ({len(during)} s): p50 {pct(during, 0.5):.1f} ms, "
-                  f"p95 {pct(during, 0.95):.1f} ms, max {max(during):.1f} ms; "
-                  f"seconds with a stall over 5 ms: {sum(m > 5 for m in during)}")
+        print("gateway:")
+        measure(lag_file, url, demo.developer_key, rate, args)
+        if not args.no_baseline:
+            (noop_port,) = launch.free_ports(1)
+            noop_lag = tmp / "looplag-noop.csv"
+            import subprocess  # noqa: PLC0415 - only for the baseline, which the launcher does not start
+
+            cmd = [launch.MITMDUMP, "-q", "-s", str(ROOT / "bench" / "noop_addon.py"),
+                   "-s", str(ROOT / "bench" / "looplag_probe.py"), "--listen-host", "127.0.0.1",
+                   "--mode", f"reverse:{sim_url}@{noop_port}", "--set", f"confdir={tmp}/conf",
+                   "--set", "connection_strategy=lazy", "--set", f"codexgate_looplag_file={noop_lag}"]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL))
+            launch.wait_port(noop_port, proc=procs[-1])
+            time.sleep(3)  # its start-up seconds, reported apart as the gateway's are
+            print("no-op mitmdump, same probe, same calls per second:")
+            measure(
+                noop_lag, f"http://127.0.0.1:{noop_port}/v1/responses", keys["SIM_OPENAI_KEY"], rate, args
+            )
     finally:
         for p in procs:
             launch.stop(p)
