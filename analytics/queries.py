@@ -6,6 +6,12 @@ User values only ever travel as ``?`` parameters; group-by columns come from ``D
 whitelist) and time buckets from ``BUCKETS``. The SQL text lives in the ``*_SQL`` constants; its
 ``{placeholders}`` are filled only with whitelisted fragments and the store's relation text.
 
+Each query is two steps: ``<name>_statement(...)`` builds a ``Statement`` (SQL text, ``?``
+parameters, column renames) and ``<name>(...)`` runs it as a Polars frame. The command-line
+report runs the very same statement with ``Statement.rows()`` (names + tuples, no Polars), so
+importing this module needs neither Polars nor PyArrow (nor DuckDB: ``TraceStore`` is only a type
+here).
+
 Costs: ``cost_usd`` sums priced calls only and stays NULL when nothing in a group was priced (never a
 silent 0); ``unpriced_requests`` counts calls that used tokens but had no price.
 """
@@ -14,17 +20,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from analytics.access import ALL, ViewerScope, scope_where
 from analytics.budgets import Budget, period_bounds
-from analytics.db import TraceStore
 from codexgate.core.timeutil import TimeArg, as_utc
 from codexgate.wire import Outcome
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from analytics.db import TraceStore
 
 # dimension name -> column (or expression over columns)
 DIMENSIONS: dict[str, str] = {
@@ -316,6 +324,28 @@ ORDER BY 1
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 
+Rows = tuple[list[str], list[tuple[Any, ...]]]  # column names, one tuple per row
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One named query ready to run on ``store``: SQL text, its ``?`` parameters in order, and the
+    renames from SQL aliases to public column names (``tag_0`` -> ``tag:env``)."""
+
+    store: TraceStore
+    sql: str
+    params: list[Any]
+    renames: dict[str, str] = field(default_factory=dict)
+
+    def frame(self) -> pl.DataFrame:
+        """The result as a Polars frame (dashboard, notebooks, Parquet export)."""
+        frame = self.store.query(self.sql, self.params)
+        return frame.rename(self.renames) if self.renames else frame
+
+    def rows(self) -> Rows:
+        """The result as column names and tuples of Python values, without Polars or PyArrow."""
+        columns, rows = self.store.query_rows(self.sql, self.params)
+        return [self.renames.get(c, c) for c in columns], rows
 
 
 @dataclass(frozen=True)
@@ -362,7 +392,7 @@ def _dims(by: Sequence[str], bucket: str | None = None) -> _Dims:
     return _Dims(select, partition, names, params, renames)
 
 
-def _run(
+def _statement(
     store: TraceStore,
     template: str,
     *,
@@ -374,7 +404,7 @@ def _run(
     order: str | None = None,
     tail_params: Sequence[Any] = (),
     fill: dict[str, str] | None = None,
-) -> pl.DataFrame:
+) -> Statement:
     lo, hi = as_utc(since), as_utc(until)
     dims = _dims(by, bucket)
     where, where_params = scope_where(scope, lo, hi)
@@ -391,13 +421,29 @@ def _run(
     )
     # dims appear once per SELECT level that names them: count their placeholders to order params
     dim_params = dims.params * template.count("{dims}") if dims.params else []
-    frame = store.query(sql, [*dim_params, *where_params, *tail_params])
-    return frame.rename(dims.renames) if dims.renames else frame
+    return Statement(store, sql, [*dim_params, *where_params, *tail_params], dims.renames)
 
 
 # ---------------------------------------------------------------------------------------------
-# Public queries
+# Public queries: ``<name>_statement`` builds, ``<name>`` runs it as a Polars frame
 # ---------------------------------------------------------------------------------------------
+
+
+def spend_statement(
+    store: TraceStore,
+    by: Sequence[str] = ("team",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    bucket: str | None = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``spend`` (same arguments)."""
+    order = "bucket, cost_usd DESC NULLS LAST" if bucket else "cost_usd DESC NULLS LAST, requests DESC"
+    if by and not bucket:
+        order += ", {dims_order}"
+    return _statement(
+        store, SPEND_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope, order=order
+    )
 
 
 def spend(
@@ -410,10 +456,18 @@ def spend(
 ) -> pl.DataFrame:
     """Requests, tokens (input incl. cached, cached, output incl. reasoning, reasoning) and cost per group
     (and per time ``bucket``). Unpriced calls are counted in ``unpriced_*``, never as $0."""
-    order = "bucket, cost_usd DESC NULLS LAST" if bucket else "cost_usd DESC NULLS LAST, requests DESC"
-    if by and not bucket:
-        order += ", {dims_order}"
-    return _run(store, SPEND_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope, order=order)
+    return spend_statement(store, by, since, until, bucket, scope).frame()
+
+
+def latency_statement(
+    store: TraceStore,
+    by: Sequence[str] = ("model", "provider"),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``latency`` (same arguments)."""
+    return _statement(store, LATENCY_SQL, by=by, since=since, until=until, scope=scope)
 
 
 def latency(
@@ -425,7 +479,18 @@ def latency(
 ) -> pl.DataFrame:
     """p50/p95/p99 (``quantile_cont``) of duration, time to first token and time to first byte (ms)
     of ``ok`` calls, with the mean duration and the number of calls."""
-    return _run(store, LATENCY_SQL, by=by, since=since, until=until, scope=scope)
+    return latency_statement(store, by, since, until, scope).frame()
+
+
+def errors_statement(
+    store: TraceStore,
+    by: Sequence[str] = ("model",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``errors`` (same arguments)."""
+    return _statement(store, ERRORS_SQL, by=by, since=since, until=until, scope=scope)
 
 
 def errors(
@@ -436,7 +501,18 @@ def errors(
     scope: ViewerScope = ALL,
 ) -> pl.DataFrame:
     """Error and refusal rates, status classes, retries (attempt_count > 1), fallbacks, guardrail hits."""
-    return _run(store, ERRORS_SQL, by=by, since=since, until=until, scope=scope)
+    return errors_statement(store, by, since, until, scope).frame()
+
+
+def target_attempts_statement(
+    store: TraceStore,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``target_attempts`` (same arguments)."""
+    order = "failures DESC, attempts DESC, provider, upstream_model NULLS FIRST, upstream_api"
+    return _statement(store, TARGET_ATTEMPTS_SQL, since=since, until=until, scope=scope, order=order)
 
 
 def target_attempts(
@@ -450,8 +526,19 @@ def target_attempts(
     decision (retry, fallback, gave_up, cut), skipped while its circuit was open, the median
     latency of its failures and its most frequent error. Rows without decisions (written before
     routing recorded them) count as attempts only."""
-    order = "failures DESC, attempts DESC, provider, upstream_model NULLS FIRST, upstream_api"
-    return _run(store, TARGET_ATTEMPTS_SQL, since=since, until=until, scope=scope, order=order)
+    return target_attempts_statement(store, since, until, scope).frame()
+
+
+def refusal_reasons_statement(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``refusal_reasons`` (same arguments)."""
+    order = ("{dims_order}, " if by else "") + "refused DESC, refusal_reason"
+    return _statement(store, REFUSAL_REASONS_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
 def refusal_reasons(
@@ -462,9 +549,19 @@ def refusal_reasons(
     scope: ViewerScope = ALL,
 ) -> pl.DataFrame:
     """Refusals per ``refusal_reason`` (and group), with their rate among all the group's requests."""
-    order = ("{dims_order}, " if by else "") + "refused DESC, refusal_reason"
-    frame = _run(store, REFUSAL_REASONS_SQL, by=by, since=since, until=until, scope=scope, order=order)
-    return frame
+    return refusal_reasons_statement(store, by, since, until, scope).frame()
+
+
+def status_codes_statement(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``status_codes`` (same arguments)."""
+    order = ("{dims_order}, " if by else "") + "status_code NULLS LAST"
+    return _statement(store, STATUS_CODES_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
 def status_codes(
@@ -475,8 +572,19 @@ def status_codes(
     scope: ViewerScope = ALL,
 ) -> pl.DataFrame:
     """Requests per HTTP status sent to the client (NULL: none was sent)."""
-    order = ("{dims_order}, " if by else "") + "status_code NULLS LAST"
-    return _run(store, STATUS_CODES_SQL, by=by, since=since, until=until, scope=scope, order=order)
+    return status_codes_statement(store, by, since, until, scope).frame()
+
+
+def guardrails_statement(
+    store: TraceStore,
+    by: Sequence[str] = (),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+) -> Statement:
+    """The statement of ``guardrails`` (same arguments)."""
+    order = ("{dims_order}, " if by else "") + "findings DESC, guardrail, entity, action, stage"
+    return _statement(store, GUARDRAILS_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
 def guardrails(
@@ -487,8 +595,7 @@ def guardrails(
     scope: ViewerScope = ALL,
 ) -> pl.DataFrame:
     """Guardrail findings per guardrail / stage / entity / action (one row per finding kind)."""
-    order = ("{dims_order}, " if by else "") + "findings DESC, guardrail, entity, action"
-    return _run(store, GUARDRAILS_SQL, by=by, since=since, until=until, scope=scope, order=order)
+    return guardrails_statement(store, by, since, until, scope).frame()
 
 
 # order_by -> (ranking aggregate, final ORDER BY)
@@ -504,6 +611,29 @@ SESSION_ORDERS: dict[str, tuple[str, str]] = {
 }
 
 
+def top_sessions_statement(
+    store: TraceStore,
+    limit: int = 20,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    *,
+    order_by: str = "cost",
+) -> Statement:
+    """The statement of ``top_sessions`` (same arguments)."""
+    if order_by not in SESSION_ORDERS:
+        raise ValueError(f"order_by must be one of {tuple(SESSION_ORDERS)}, not {order_by!r}")
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    lo, hi = as_utc(since), as_utc(until)
+    where, where_params = scope_where(scope, lo, hi)
+    rank_metric, order = SESSION_ORDERS[order_by]
+    sql = TOP_SESSIONS_SQL.format(
+        traces=store.relation(lo, hi), where=where, rank_metric=rank_metric, order=order + ", session_id"
+    )
+    return Statement(store, sql, [*where_params, int(limit), *where_params])
+
+
 def top_sessions(
     store: TraceStore,
     limit: int = 20,
@@ -515,17 +645,19 @@ def top_sessions(
 ) -> pl.DataFrame:
     """The ``limit`` sessions with the highest cost (or calls / duration / errors / tokens), one row
     each: identity, model, start/end, calls, turns, cost, tokens, model time, errors, refusals."""
-    if order_by not in SESSION_ORDERS:
-        raise ValueError(f"order_by must be one of {tuple(SESSION_ORDERS)}, not {order_by!r}")
-    if limit < 1:
-        raise ValueError("limit must be >= 1")
-    lo, hi = as_utc(since), as_utc(until)
-    where, where_params = scope_where(scope, lo, hi)
-    rank_metric, order = SESSION_ORDERS[order_by]
-    sql = TOP_SESSIONS_SQL.format(
-        traces=store.relation(lo, hi), where=where, rank_metric=rank_metric, order=order + ", session_id"
-    )
-    return store.query(sql, [*where_params, int(limit), *where_params])
+    return top_sessions_statement(store, limit, since, until, scope, order_by=order_by).frame()
+
+
+def cache_hit_ratio_statement(
+    store: TraceStore,
+    by: Sequence[str] = ("team",),
+    since: TimeArg = None,
+    until: TimeArg = None,
+    scope: ViewerScope = ALL,
+    bucket: str | None = None,
+) -> Statement:
+    """The statement of ``cache_hit_ratio`` (same arguments)."""
+    return _statement(store, CACHE_HIT_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope)
 
 
 def cache_hit_ratio(
@@ -537,7 +669,20 @@ def cache_hit_ratio(
     bucket: str | None = None,
 ) -> pl.DataFrame:
     """sum(cached input tokens) / sum(input tokens) over calls that reported usage."""
-    return _run(store, CACHE_HIT_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope)
+    return cache_hit_ratio_statement(store, by, since, until, scope, bucket).frame()
+
+
+def session_cost_statement(
+    store: TraceStore,
+    session_id: str,
+    scope: ViewerScope = ALL,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> Statement:
+    """The statement of ``session_cost`` (same arguments)."""
+    return _statement(
+        store, SESSION_CALLS_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
+    )
 
 
 def session_cost(
@@ -548,8 +693,19 @@ def session_cost(
     until: TimeArg = None,
 ) -> pl.DataFrame:
     """Every call of one session in order: tokens, cost (and running total), latency, tool names."""
-    return _run(
-        store, SESSION_CALLS_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
+    return session_cost_statement(store, session_id, scope, since, until).frame()
+
+
+def turn_cost_statement(
+    store: TraceStore,
+    session_id: str,
+    scope: ViewerScope = ALL,
+    since: TimeArg = None,
+    until: TimeArg = None,
+) -> Statement:
+    """The statement of ``turn_cost`` (same arguments)."""
+    return _statement(
+        store, TURN_COST_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
     )
 
 
@@ -561,8 +717,17 @@ def turn_cost(
     until: TimeArg = None,
 ) -> pl.DataFrame:
     """One row per turn of a session, in order: calls, tokens, cost, model time, tool calls."""
-    return _run(
-        store, TURN_COST_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
+    return turn_cost_statement(store, session_id, scope, since, until).frame()
+
+
+def distinct_values_statement(
+    store: TraceStore, dimension: str, since: TimeArg = None, until: TimeArg = None, scope: ViewerScope = ALL
+) -> Statement:
+    """The statement of ``distinct_values`` (same arguments)."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}")
+    return _statement(
+        store, DISTINCT_SQL, since=since, until=until, scope=scope, fill={"column": DIMENSIONS[dimension]}
     )
 
 
@@ -570,25 +735,40 @@ def distinct_values(
     store: TraceStore, dimension: str, since: TimeArg = None, until: TimeArg = None, scope: ViewerScope = ALL
 ) -> pl.DataFrame:
     """The values of one whitelisted dimension (for filters and pickers) with their request counts."""
-    if dimension not in DIMENSIONS:
-        raise ValueError(f"unknown dimension {dimension!r}")
-    return _run(
-        store, DISTINCT_SQL, since=since, until=until, scope=scope, fill={"column": DIMENSIONS[dimension]}
-    )
+    return distinct_values_statement(store, dimension, since, until, scope).frame()
 
 
-def budget_status(
+# ---------------------------------------------------------------------------------------------
+# Budgets: a few small queries per budget, assembled in Python
+# ---------------------------------------------------------------------------------------------
+
+BUDGET_STATUS_COLUMNS = (
+    "scope_kind",
+    "name",
+    "period",
+    "period_start",
+    "period_end",
+    "amount_usd",
+    "spent_usd",
+    "remaining_usd",
+    "used_fraction",
+    "burn_usd_per_hour",
+    "projected_exhaustion",
+    "status",
+    "requests",
+    "unpriced_requests",
+)
+
+
+def budget_status_rows(
     store: TraceStore,
     budgets: Sequence[Budget],
     now: datetime | None = None,
     scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Spend of each budget in its current period (up to ``now``), remaining amount, burn rate
-    (USD/hour since the period began) and the projected exhaustion time at that rate — NULL when the
-    budget is not on track to run out before the period ends; for an exhausted budget, the time
-    its running spend crossed the amount. Team budgets outside ``scope`` are left out."""
+) -> Rows:
+    """The rows of ``budget_status`` (same arguments) as ``BUDGET_STATUS_COLUMNS`` and tuples."""
     now = as_utc(now) or datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for budget in budgets:
         if budget.scope_kind == "team" and not _team_in_scope(budget, scope):
             continue
@@ -602,14 +782,14 @@ def budget_status(
         upto = now + timedelta(microseconds=1)
         where, where_params = scope_where(scope, start, upto)
         traces = store.relation(start, upto)
-        spent_frame = store.query(
+        _, spent_rows = store.query_rows(
             BUDGET_SPEND_SQL.format(traces=traces, where=where, target=target),
             [*where_params, *target_params],
         )
-        requests = int(spent_frame["requests"][0])
+        requests, spent_usd, unpriced = spent_rows[0]
         if requests == 0 and budget.scope_kind == "key" and not scope.unrestricted:
             continue  # a restricted viewer sees key budgets only for keys with traffic in scope
-        spent = float(spent_frame["spent_usd"][0])
+        spent = float(spent_usd)
         remaining = budget.amount_usd - spent
         elapsed_h = max((now - start).total_seconds() / 3600.0, 1e-9)
         burn = spent / elapsed_h
@@ -617,52 +797,52 @@ def budget_status(
         status = "ok"
         if remaining <= 0:
             status = "exhausted"
-            crossed = store.query(
+            _, crossed = store.query_rows(
                 BUDGET_CROSSING_SQL.format(traces=traces, where=where, target=target),
                 [*where_params, *target_params, budget.amount_usd],
             )
-            projected = crossed["crossed_at"][0]
+            projected = crossed[0][0]
         elif burn > 0:
             eta = now + timedelta(hours=remaining / burn)
             if eta < end:
                 projected, status = eta, "at_risk"
         rows.append(
-            {
-                "scope_kind": budget.scope_kind,
-                "name": budget.name,
-                "period": budget.period,
-                "period_start": start,
-                "period_end": end,
-                "amount_usd": float(budget.amount_usd),
-                "spent_usd": spent,
-                "remaining_usd": remaining,
-                "used_fraction": spent / budget.amount_usd,
-                "burn_usd_per_hour": burn,
-                "projected_exhaustion": projected,
-                "status": status,
-                "requests": requests,
-                "unpriced_requests": int(spent_frame["unpriced_requests"][0]),
-            }
+            (
+                budget.scope_kind,
+                budget.name,
+                budget.period,
+                start,
+                end,
+                float(budget.amount_usd),
+                spent,
+                remaining,
+                spent / budget.amount_usd,
+                burn,
+                projected,
+                status,
+                int(requests),
+                int(unpriced),
+            )
         )
-    return pl.DataFrame(rows, schema=BUDGET_STATUS_SCHEMA)
+    return list(BUDGET_STATUS_COLUMNS), rows
 
 
-BUDGET_STATUS_SCHEMA: dict[str, Any] = {
-    "scope_kind": pl.String,
-    "name": pl.String,
-    "period": pl.String,
-    "period_start": pl.Datetime("us", "UTC"),
-    "period_end": pl.Datetime("us", "UTC"),
-    "amount_usd": pl.Float64,
-    "spent_usd": pl.Float64,
-    "remaining_usd": pl.Float64,
-    "used_fraction": pl.Float64,
-    "burn_usd_per_hour": pl.Float64,
-    "projected_exhaustion": pl.Datetime("us", "UTC"),
-    "status": pl.String,
-    "requests": pl.Int64,
-    "unpriced_requests": pl.Int64,
-}
+def budget_status(
+    store: TraceStore,
+    budgets: Sequence[Budget],
+    now: datetime | None = None,
+    scope: ViewerScope = ALL,
+) -> pl.DataFrame:
+    """Spend of each budget in its current period (up to ``now``), remaining amount, burn rate
+    (USD/hour since the period began) and the projected exhaustion time at that rate — NULL when the
+    budget is not on track to run out before the period ends; for an exhausted budget, the time
+    its running spend crossed the amount. Team budgets outside ``scope`` are left out."""
+    import polars as pl
+
+    _, rows = budget_status_rows(store, budgets, now, scope)
+    utc = pl.Datetime("us", "UTC")
+    dtypes = [pl.String] * 3 + [utc] * 2 + [pl.Float64] * 5 + [utc, pl.String, pl.Int64, pl.Int64]
+    return pl.DataFrame(rows, schema=dict(zip(BUDGET_STATUS_COLUMNS, dtypes, strict=True)), orient="row")
 
 
 def _team_in_scope(budget: Budget, scope: ViewerScope) -> bool:
