@@ -1179,9 +1179,10 @@ def _add_bodies(rows: list[dict[str, Any]], aux: _Aux, offset: int, rng: np.rand
 # ---------------------------------------------------------------------------------------------
 
 # Batch sizes bound the generator's memory: sessions per numpy batch, rows per written table.
-_ROWS_BATCH_SESSIONS = 2_000
-_FAST_BATCH_SESSIONS = 25_000
 _BODY_BATCH_ROWS = 10_000  # ~28 KB of bodies per row: ~0.3 GB of text per batch
+_SESSIONS_PER_BODY_ROW = 1 / 5  # sessions per generator batch, per body row written at a time
+_ROWS_BATCH_SESSIONS = round(_BODY_BATCH_ROWS * _SESSIONS_PER_BODY_ROW)  # 2,000 (~24k calls)
+_FAST_BATCH_SESSIONS = 25_000
 
 
 def _default_start(days: int) -> datetime:
@@ -1235,13 +1236,15 @@ def generate_rows(
     start: datetime,
     days: int = 7,
     bodies: bool = True,
+    batch_sessions: int = _ROWS_BATCH_SESSIONS,
 ) -> Iterator[dict[str, Any]]:
     """Synthetic trace rows (dicts in ``codexgate.core.schema`` shape), session by session in call order.
 
     Stops after ``n_calls`` rows or ``n_sessions`` sessions (whichever comes first; the last session
-    may be cut short by ``n_calls``). Same seed, same rows.
+    may be cut short by ``n_calls``). Same seed and ``batch_sessions`` (sessions generated at a
+    time), same rows.
     """
-    for table, aux in _tables(n_calls, n_sessions, seed, start, days, _ROWS_BATCH_SESSIONS, bodies):
+    for table, aux in _tables(n_calls, n_sessions, seed, start, days, batch_sessions, bodies):
         rows = table.to_pylist()
         del table
         if not bodies:
@@ -1272,17 +1275,19 @@ def _write_file(traces_dir: Path, day: str, table: pa.Table, name: str, row_grou
 
 
 def _batches(
-    n_calls: int, seed: int, start: datetime, days: int, bodies: bool
+    n_calls: int, seed: int, start: datetime, days: int, bodies: bool, body_batch_rows: int = _BODY_BATCH_ROWS
 ) -> Iterator[pa.Table]:
-    """The dataset as a stream of tables of at most one generator batch each (memory: one batch)."""
+    """The dataset as a stream of tables of at most one generator batch each (memory: one batch;
+    with bodies, ``body_batch_rows`` rows)."""
     if not bodies:
         for table, _ in _tables(n_calls, None, seed, start, days, _FAST_BATCH_SESSIONS, False):
             yield table
         return
     chunk: list[dict[str, Any]] = []
-    for row in generate_rows(n_calls, seed=seed, start=start, days=days):
+    sessions = max(1, round(body_batch_rows * _SESSIONS_PER_BODY_ROW))
+    for row in generate_rows(n_calls, seed=seed, start=start, days=days, batch_sessions=sessions):
         chunk.append(row)
-        if len(chunk) >= _BODY_BATCH_ROWS:
+        if len(chunk) >= body_batch_rows:
             yield schema.to_table(chunk)
             chunk = []
     if chunk:
@@ -1321,16 +1326,21 @@ def write_dataset(
     start: datetime | None = None,
     days: int = 7,
     progress: bool = False,
+    body_batch_rows: int = _BODY_BATCH_ROWS,
 ) -> int:
     """Write ``n_calls`` synthetic traces as ``traces_dir/date=YYYY-MM-DD/*.parquet`` (zstd).
 
     Streams: each generated batch is split by day and written at once as its own file(s) of at
     most ``rows_per_file`` rows, so memory stays bounded by one batch whatever ``n_calls`` is.
-    Rows are sorted by ``start_time`` within each file. ``start`` defaults to ``days`` days before
+    With bodies, a written batch is ``body_batch_rows`` rows (~28 KB of text each), generated
+    ``body_batch_rows / 5`` sessions at a time (the default gives the default rows of a seed). Rows are sorted by
+    ``start_time`` within each file. ``start`` defaults to ``days`` days before
     the current hour, so the data ends about now. Returns the number of rows written.
     """
     if rows_per_file < 1:
         raise ValueError("rows_per_file must be >= 1")
+    if body_batch_rows < 1:
+        raise ValueError("body_batch_rows must be >= 1")
     traces_dir = Path(traces_dir)
     traces_dir.mkdir(parents=True, exist_ok=True)
     start = as_utc(start) if start is not None else _default_start(days)
@@ -1338,7 +1348,7 @@ def write_dataset(
     written = 0
     part = 0
     try:
-        for table in _batches(n_calls, seed, start, days, bodies):
+        for table in _batches(n_calls, seed, start, days, bodies, body_batch_rows):
             for day, piece in _split_by_day(table):
                 for offset in range(0, piece.num_rows, rows_per_file):
                     part_table = piece.slice(offset, rows_per_file)
@@ -1353,7 +1363,16 @@ def write_dataset(
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux ``ru_maxrss`` is in KB)."""
+    """Peak resident memory of this process's own program so far, in MB: Linux's ``VmHWM``.
+    Not ``ru_maxrss``: Linux carries that across ``exec``, so a process started by a large
+    parent (``vfork``, as ``subprocess`` does) reports the parent's size. Elsewhere ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -1370,9 +1389,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--start", help="start of the window, YYYY-MM-DD (default: DAYS days before now)")
     parser.add_argument("--rows-per-file", type=int, default=500_000)
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=_BODY_BATCH_ROWS,
+        help=f"with bodies: rows generated and written at a time, which bounds memory (default {_BODY_BATCH_ROWS:,})",
+    )
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error("--calls must be >= 1")
+    if args.batch_rows < 1:
+        parser.error("--batch-rows must be >= 1")
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC) if args.start else None
     t0 = time.perf_counter()
     n = write_dataset(
@@ -1384,6 +1411,7 @@ def main(argv: list[str] | None = None) -> int:
         start=start,
         days=args.days,
         progress=sys.stderr.isatty(),
+        body_batch_rows=args.batch_rows,
     )
     files = len(list(Path(args.traces).glob("date=*/synth-*.parquet")))
     print(
