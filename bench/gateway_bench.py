@@ -1,15 +1,20 @@
 """What the gateway adds on real Codex-sized traffic, side by side in one run: direct to the
-simulated provider, through mitmdump with a no-op addon, and through the gateway.
+simulated provider, through mitmdump with a no-op addon, and through the gateway. Streams also
+go through a mitmdump whose only addon streams event streams (``noop_stream_addon.py``): the
+plain no-op holds a whole response before sending it on, which an instant upstream hides and a
+paced one (``--pace-ms``) shows; the gateway's SSE ratios are printed against both.
 
 Bodies are Codex-shaped: a ~17 KB developer message (Codex's base instructions) plus history
 items (messages, reasoning with encrypted content, function calls and outputs) up to 40 KB or
 200 KB, and every worker is one growing Codex session (``session-id``, ``x-codex-turn-metadata``;
 each call resends the history plus one new exchange). 1 and 16 connections, streaming and not.
 Targets run in interleaved rounds (A, B, C, A, B, C, …) so machine drift hits all alike; each
-figure is the median over rounds of that round's percentile. The gateway's loop-lag probe
+figure is the median over rounds of that round's percentile. CPU per call is each target
+process's own (user + system, its child processes included), which a noisy machine moves far
+less than throughput. The gateway's loop-lag probe
 (``codexgate_looplag_file``) reports the longest event-loop stall, start-up included.
 
-    .venv/bin/python bench/gateway_bench.py [--requests 200] [--rounds 3] [--sizes 40,200]
+    .venv/bin/python bench/gateway_bench.py [--requests 200] [--rounds 3] [--sizes 40,200] [--pace-ms 0]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -80,14 +86,37 @@ def codex_body(size_kb: int, extra_turns: int, stream: bool) -> bytes:
                        "tools": [], "tool_choice": "auto", "parallel_tool_calls": False}).encode()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (the gateway's converter
+    process is one), from ``/proc``; 0 for a process that is gone."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def run_batch(url: str, key: str, n: int, conc: int, stream: bool, size_kb: int) -> tuple[list[float], float]:
+async def run_batch(
+    url: str, key: str, n: int, conc: int, stream: bool, size_kb: int, pace_ms: int = 0
+) -> tuple[list[float], float]:
     """Latency (ms) of n calls at the given concurrency (streams: time to first body byte),
-    and the throughput (calls/s). Each worker is one growing Codex session."""
+    and the throughput (calls/s). Each worker is one growing Codex session. ``pace_ms``: the
+    simulated provider sends a stream's events that far apart (its ``chunk_delay_ms`` fault)."""
     out: list[float] = []
     counter = iter(range(n))
     bodies = [codex_body(size_kb, k % 8, stream) for k in range(8)]  # the session grows, then wraps
@@ -105,6 +134,8 @@ async def run_batch(url: str, key: str, n: int, conc: int, stream: bool, size_kb
                     "originator": "codex_exec",
                     "x-codex-turn-metadata": json.dumps({"session_id": sid, "turn_id": f"t{turn}"}),
                 }
+                if stream and pace_ms:
+                    headers["x-sim-fault"] = f"chunk_delay_ms={pace_ms}"
                 body = bodies[turn % len(bodies)]
                 turn += 1
                 t0 = time.perf_counter()
@@ -153,6 +184,9 @@ def start_old_tree(tree: Path, tmp: Path, sim_url: str, keys: dict[str, str], pr
     return f"http://127.0.0.1:{port}/v1/responses", made["key"]
 
 
+STREAMING_NOOP = "mitmdump streaming"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200, help="calls per target, round, size and concurrency")
@@ -177,6 +211,13 @@ def main() -> None:
         help="add a gateway with these options set, side by side with the default one (repeatable), e.g. "
         "'hop:codexgate_relay_hop=true' or 'thread:codexgate_trace_convert=thread'",
     )
+    ap.add_argument(
+        "--pace-ms",
+        type=int,
+        default=0,
+        help="streams: the simulated provider sends events this many ms apart, as a model streams tokens "
+        "(default 0: the whole stream at once, so a gateway's first byte also waits for its work on the rest)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -185,7 +226,7 @@ def main() -> None:
     procs = []
     lag_file = tmp / "looplag.csv"
     try:
-        sim_port, noop_port, gw_port = launch.free_ports(3)
+        sim_port, noop_port, gw_port, snoop_port = launch.free_ports(4)
         procs.append(launch.start_sim_process(sim_port, keys))
         sim_url = f"http://127.0.0.1:{sim_port}"
         demo = create_demo_vault(tmp, sim_url, keys["SIM_OPENAI_KEY"], keys["SIM_ANTHROPIC_KEY"])
@@ -196,6 +237,11 @@ def main() -> None:
 
         noop = subprocess.Popen(noop_cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL)
         procs.append(noop)
+        snoop_cmd = [*noop_cmd[:3], str(ROOT / "bench" / "noop_stream_addon.py"), *noop_cmd[4:]]
+        snoop_cmd[snoop_cmd.index(f"reverse:{sim_url}@{noop_port}")] = f"reverse:{sim_url}@{snoop_port}"
+        snoop_cmd[-1] = f"confdir={tmp}/conf-stream"  # two mitmdumps creating one CA at once collide
+        snoop = subprocess.Popen(snoop_cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL)
+        procs.append(snoop)
         gw = launch.start_gateway_process(
             {**common, "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
              "codexgate_traces": f"{tmp}/traces", "codexgate_looplag_file": str(lag_file)},
@@ -203,9 +249,12 @@ def main() -> None:
         )
         procs.append(gw)
         launch.wait_port(noop_port, proc=noop)
+        launch.wait_port(snoop_port, proc=snoop)
+        pids = {"direct": procs[0].pid, "mitmdump no-op": noop.pid, STREAMING_NOOP: snoop.pid, "gateway": gw.pid}
         targets = {
             "direct": (f"{sim_url}/v1/responses", keys["SIM_OPENAI_KEY"]),
             "mitmdump no-op": (f"http://127.0.0.1:{noop_port}/v1/responses", keys["SIM_OPENAI_KEY"]),
+            STREAMING_NOOP: (f"http://127.0.0.1:{snoop_port}/v1/responses", keys["SIM_OPENAI_KEY"]),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1/responses", demo.developer_key),
         }
         for i, spec in enumerate(args.variant):
@@ -220,6 +269,7 @@ def main() -> None:
                 )
             )
             targets[f"gateway, {name}"] = (f"http://127.0.0.1:{port}/v1/responses", demo.developer_key)
+            pids[f"gateway, {name}"] = procs[-1].pid
         if args.controls:
             cdemo = controls_vault(tmp / "controls", sim_url, keys)
             (port,) = launch.free_ports(1)
@@ -231,8 +281,10 @@ def main() -> None:
                 )
             )
             targets["gateway, controls on"] = (f"http://127.0.0.1:{port}/v1/responses", cdemo.developer_key)
+            pids["gateway, controls on"] = procs[-1].pid
         if args.old_tree:
             targets["gateway, old tree"] = start_old_tree(Path(args.old_tree), tmp, sim_url, keys, procs)
+            pids["gateway, old tree"] = procs[-1].pid
         for url, key in targets.values():  # warm-up
             asyncio.run(run_batch(url, key, 20, 4, False, sizes[0]))
         results: dict[tuple, list[tuple[float, float, float]]] = {}
@@ -241,32 +293,46 @@ def main() -> None:
                 for conc in (1, 16):
                     for stream in (False, True):
                         for name, (url, key) in targets.items():
-                            lat, rps = asyncio.run(run_batch(url, key, args.requests, conc, stream, size))
+                            if name == STREAMING_NOOP and not stream:
+                                continue  # the same as the no-op for a whole answer
+                            cpu0 = tree_cpu_s(pids[name])
+                            lat, rps = asyncio.run(
+                                run_batch(url, key, args.requests, conc, stream, size, args.pace_ms)
+                            )
+                            cpu_ms = (tree_cpu_s(pids[name]) - cpu0) * 1000 / args.requests
                             results.setdefault((name, size, conc, stream), []).append(
-                                (pct(lat, 0.5), pct(lat, 0.99), rps)
+                                (pct(lat, 0.5), pct(lat, 0.99), rps, cpu_ms)
                             )
 
         def med(name: str, size: int, conc: int, stream: bool, i: int) -> float:
             return statistics.median(r[i] for r in results[(name, size, conc, stream)])
 
-        print(f"calls per target, round, size and concurrency: {args.requests}; rounds: {args.rounds}; medians over rounds")
+        print(f"calls per target, round, size and concurrency: {args.requests}; rounds: {args.rounds}; medians over rounds"
+              + (f"; stream events {args.pace_ms} ms apart" if args.pace_ms else ""))
         for size in sizes:
             for stream in (False, True):
                 what = "SSE time to first byte" if stream else "non-streaming latency"
                 print(f"\n== {size} KB bodies, {what} ==")
-                print(f"{'conc':>4}  {'target':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'+p50':>7} {'+p99':>7}")
+                print(f"{'conc':>4}  {'target':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'+p50':>7} {'+p99':>7}"
+                      f" {'cpu ms/call':>12}")
                 for conc in (1, 16):
                     d50, d99 = med("direct", size, conc, stream, 0), med("direct", size, conc, stream, 1)
                     for name in targets:
-                        p50, p99, rps = (med(name, size, conc, stream, i) for i in range(3))
-                        print(f"{conc:>4}  {name:<22} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}")
-                    n50, n99, nrps = (med("mitmdump no-op", size, conc, stream, i) for i in range(3))
-                    for name in (n for n in targets if n.startswith("gateway")):
-                        g50, g99, grps = (med(name, size, conc, stream, i) for i in range(3))
-                        r50 = (g50 - d50) / (n50 - d50) if n50 > d50 else float("nan")
-                        r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
-                        print(f"      {name} / no-op: added p50 {r50:.2f}x, added p99 {r99:.2f}x, "
-                              f"throughput {grps / nrps:.2f}x")
+                        if name == STREAMING_NOOP and not stream:
+                            continue
+                        p50, p99, rps, cpu = (med(name, size, conc, stream, i) for i in range(4))
+                        print(f"{conc:>4}  {name:<22} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}"
+                              f" {cpu:12.2f}")
+                    for base, label in (("mitmdump no-op", "no-op"), (STREAMING_NOOP, "streaming no-op")):
+                        if base == STREAMING_NOOP and not stream:
+                            continue
+                        n50, n99, nrps, ncpu = (med(base, size, conc, stream, i) for i in range(4))
+                        for name in (n for n in targets if n.startswith("gateway")):
+                            g50, g99, grps, gcpu = (med(name, size, conc, stream, i) for i in range(4))
+                            r50 = (g50 - d50) / (n50 - d50) if n50 > d50 else float("nan")
+                            r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
+                            print(f"      {name} / {label}: added p50 {r50:.2f}x, added p99 {r99:.2f}x, "
+                                  f"throughput {grps / nrps:.2f}x, cpu per call {gcpu / ncpu:.2f}x")
         lags = [line.split(",") for line in lag_file.read_text().splitlines() if line]
         if lags:
             first = max(float(m) for t, m in lags if float(t) <= 10)
