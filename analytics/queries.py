@@ -18,11 +18,12 @@ silent 0); ``unpriced_requests`` counts calls that used tokens but had no price.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from analytics.access import ALL, ViewerScope, scope_where
 from analytics.budgets import Budget, period_bounds
@@ -348,6 +349,24 @@ class Statement:
         return [self.renames.get(c, c) for c in columns], rows
 
 
+P = ParamSpec("P")
+
+
+def _as_frame(build: Callable[P, Statement]) -> Callable[P, pl.DataFrame]:
+    """The query that runs ``build``'s statement as a Polars frame, with the same arguments:
+    ``spend = _as_frame(spend_statement)``. The command-line report calls ``build`` itself."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> pl.DataFrame:
+        return build(*args, **kwargs).frame()
+
+    run.__name__ = run.__qualname__ = build.__name__.removesuffix("_statement")
+    run.__doc__ = build.__doc__
+    run.__module__ = build.__module__
+    # inspect.signature (help, IDEs) shows the arguments and what this returns
+    run.__signature__ = inspect.signature(build).replace(return_annotation="pl.DataFrame")  # type: ignore[attr-defined]
+    return run
+
+
 @dataclass(frozen=True)
 class _Dims:
     select: str  # "expr AS name, ..." with a trailing comma, or ""
@@ -425,7 +444,7 @@ def _statement(
 
 
 # ---------------------------------------------------------------------------------------------
-# Public queries: ``<name>_statement`` builds, ``<name>`` runs it as a Polars frame
+# Public queries: ``<name>_statement`` builds, ``<name> = _as_frame(...)`` runs it as a Polars frame
 # ---------------------------------------------------------------------------------------------
 
 
@@ -437,7 +456,8 @@ def spend_statement(
     bucket: str | None = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``spend`` (same arguments)."""
+    """Requests, tokens (input incl. cached, cached, output incl. reasoning, reasoning) and cost per group
+    (and per time ``bucket``). Unpriced calls are counted in ``unpriced_*``, never as $0."""
     order = "bucket, cost_usd DESC NULLS LAST" if bucket else "cost_usd DESC NULLS LAST, requests DESC"
     if by and not bucket:
         order += ", {dims_order}"
@@ -446,17 +466,7 @@ def spend_statement(
     )
 
 
-def spend(
-    store: TraceStore,
-    by: Sequence[str] = ("team",),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    bucket: str | None = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Requests, tokens (input incl. cached, cached, output incl. reasoning, reasoning) and cost per group
-    (and per time ``bucket``). Unpriced calls are counted in ``unpriced_*``, never as $0."""
-    return spend_statement(store, by, since, until, bucket, scope).frame()
+spend = _as_frame(spend_statement)
 
 
 def latency_statement(
@@ -466,20 +476,12 @@ def latency_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``latency`` (same arguments)."""
+    """p50/p95/p99 (``quantile_cont``) of duration, time to first token and time to first byte (ms)
+    of ``ok`` calls, with the mean duration and the number of calls."""
     return _statement(store, LATENCY_SQL, by=by, since=since, until=until, scope=scope)
 
 
-def latency(
-    store: TraceStore,
-    by: Sequence[str] = ("model", "provider"),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """p50/p95/p99 (``quantile_cont``) of duration, time to first token and time to first byte (ms)
-    of ``ok`` calls, with the mean duration and the number of calls."""
-    return latency_statement(store, by, since, until, scope).frame()
+latency = _as_frame(latency_statement)
 
 
 def errors_statement(
@@ -489,19 +491,11 @@ def errors_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``errors`` (same arguments)."""
+    """Error and refusal rates, status classes, retries (attempt_count > 1), fallbacks, guardrail hits."""
     return _statement(store, ERRORS_SQL, by=by, since=since, until=until, scope=scope)
 
 
-def errors(
-    store: TraceStore,
-    by: Sequence[str] = ("model",),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Error and refusal rates, status classes, retries (attempt_count > 1), fallbacks, guardrail hits."""
-    return errors_statement(store, by, since, until, scope).frame()
+errors = _as_frame(errors_statement)
 
 
 def target_attempts_statement(
@@ -510,23 +504,16 @@ def target_attempts_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``target_attempts`` (same arguments)."""
-    order = "failures DESC, attempts DESC, provider, upstream_model NULLS FIRST, upstream_api"
-    return _statement(store, TARGET_ATTEMPTS_SQL, since=since, until=until, scope=scope, order=order)
-
-
-def target_attempts(
-    store: TraceStore,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
     """Attempts per route target (``provider``, ``upstream_model``, ``upstream_api``): tried,
     served, served after the call fell back from another target, failures by the relay's
     decision (retry, fallback, gave_up, cut), skipped while its circuit was open, the median
     latency of its failures and its most frequent error. Rows without decisions (written before
     routing recorded them) count as attempts only."""
-    return target_attempts_statement(store, since, until, scope).frame()
+    order = "failures DESC, attempts DESC, provider, upstream_model NULLS FIRST, upstream_api"
+    return _statement(store, TARGET_ATTEMPTS_SQL, since=since, until=until, scope=scope, order=order)
+
+
+target_attempts = _as_frame(target_attempts_statement)
 
 
 def refusal_reasons_statement(
@@ -536,20 +523,12 @@ def refusal_reasons_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``refusal_reasons`` (same arguments)."""
+    """Refusals per ``refusal_reason`` (and group), with their rate among all the group's requests."""
     order = ("{dims_order}, " if by else "") + "refused DESC, refusal_reason"
     return _statement(store, REFUSAL_REASONS_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
-def refusal_reasons(
-    store: TraceStore,
-    by: Sequence[str] = (),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Refusals per ``refusal_reason`` (and group), with their rate among all the group's requests."""
-    return refusal_reasons_statement(store, by, since, until, scope).frame()
+refusal_reasons = _as_frame(refusal_reasons_statement)
 
 
 def status_codes_statement(
@@ -559,20 +538,12 @@ def status_codes_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``status_codes`` (same arguments)."""
+    """Requests per HTTP status sent to the client (NULL: none was sent)."""
     order = ("{dims_order}, " if by else "") + "status_code NULLS LAST"
     return _statement(store, STATUS_CODES_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
-def status_codes(
-    store: TraceStore,
-    by: Sequence[str] = (),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Requests per HTTP status sent to the client (NULL: none was sent)."""
-    return status_codes_statement(store, by, since, until, scope).frame()
+status_codes = _as_frame(status_codes_statement)
 
 
 def guardrails_statement(
@@ -582,20 +553,12 @@ def guardrails_statement(
     until: TimeArg = None,
     scope: ViewerScope = ALL,
 ) -> Statement:
-    """The statement of ``guardrails`` (same arguments)."""
+    """Guardrail findings per guardrail / stage / entity / action (one row per finding kind)."""
     order = ("{dims_order}, " if by else "") + "findings DESC, guardrail, entity, action, stage"
     return _statement(store, GUARDRAILS_SQL, by=by, since=since, until=until, scope=scope, order=order)
 
 
-def guardrails(
-    store: TraceStore,
-    by: Sequence[str] = (),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-) -> pl.DataFrame:
-    """Guardrail findings per guardrail / stage / entity / action (one row per finding kind)."""
-    return guardrails_statement(store, by, since, until, scope).frame()
+guardrails = _as_frame(guardrails_statement)
 
 
 # order_by -> (ranking aggregate, final ORDER BY)
@@ -620,7 +583,8 @@ def top_sessions_statement(
     *,
     order_by: str = "cost",
 ) -> Statement:
-    """The statement of ``top_sessions`` (same arguments)."""
+    """The ``limit`` sessions with the highest cost (or calls / duration / errors / tokens), one row
+    each: identity, model, start/end, calls, turns, cost, tokens, model time, errors, refusals."""
     if order_by not in SESSION_ORDERS:
         raise ValueError(f"order_by must be one of {tuple(SESSION_ORDERS)}, not {order_by!r}")
     if limit < 1:
@@ -634,18 +598,7 @@ def top_sessions_statement(
     return Statement(store, sql, [*where_params, int(limit), *where_params])
 
 
-def top_sessions(
-    store: TraceStore,
-    limit: int = 20,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-    *,
-    order_by: str = "cost",
-) -> pl.DataFrame:
-    """The ``limit`` sessions with the highest cost (or calls / duration / errors / tokens), one row
-    each: identity, model, start/end, calls, turns, cost, tokens, model time, errors, refusals."""
-    return top_sessions_statement(store, limit, since, until, scope, order_by=order_by).frame()
+top_sessions = _as_frame(top_sessions_statement)
 
 
 def cache_hit_ratio_statement(
@@ -656,20 +609,11 @@ def cache_hit_ratio_statement(
     scope: ViewerScope = ALL,
     bucket: str | None = None,
 ) -> Statement:
-    """The statement of ``cache_hit_ratio`` (same arguments)."""
+    """sum(cached input tokens) / sum(input tokens) over calls that reported usage."""
     return _statement(store, CACHE_HIT_SQL, by=by, bucket=bucket, since=since, until=until, scope=scope)
 
 
-def cache_hit_ratio(
-    store: TraceStore,
-    by: Sequence[str] = ("team",),
-    since: TimeArg = None,
-    until: TimeArg = None,
-    scope: ViewerScope = ALL,
-    bucket: str | None = None,
-) -> pl.DataFrame:
-    """sum(cached input tokens) / sum(input tokens) over calls that reported usage."""
-    return cache_hit_ratio_statement(store, by, since, until, scope, bucket).frame()
+cache_hit_ratio = _as_frame(cache_hit_ratio_statement)
 
 
 def session_cost_statement(
@@ -679,21 +623,13 @@ def session_cost_statement(
     since: TimeArg = None,
     until: TimeArg = None,
 ) -> Statement:
-    """The statement of ``session_cost`` (same arguments)."""
+    """Every call of one session in order: tokens, cost (and running total), latency, tool names."""
     return _statement(
         store, SESSION_CALLS_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
     )
 
 
-def session_cost(
-    store: TraceStore,
-    session_id: str,
-    scope: ViewerScope = ALL,
-    since: TimeArg = None,
-    until: TimeArg = None,
-) -> pl.DataFrame:
-    """Every call of one session in order: tokens, cost (and running total), latency, tool names."""
-    return session_cost_statement(store, session_id, scope, since, until).frame()
+session_cost = _as_frame(session_cost_statement)
 
 
 def turn_cost_statement(
@@ -703,27 +639,19 @@ def turn_cost_statement(
     since: TimeArg = None,
     until: TimeArg = None,
 ) -> Statement:
-    """The statement of ``turn_cost`` (same arguments)."""
+    """One row per turn of a session, in order: calls, tokens, cost, model time, tool calls."""
     return _statement(
         store, TURN_COST_SQL, since=since, until=until, scope=scope, tail_params=[session_id], order="1"
     )
 
 
-def turn_cost(
-    store: TraceStore,
-    session_id: str,
-    scope: ViewerScope = ALL,
-    since: TimeArg = None,
-    until: TimeArg = None,
-) -> pl.DataFrame:
-    """One row per turn of a session, in order: calls, tokens, cost, model time, tool calls."""
-    return turn_cost_statement(store, session_id, scope, since, until).frame()
+turn_cost = _as_frame(turn_cost_statement)
 
 
 def distinct_values_statement(
     store: TraceStore, dimension: str, since: TimeArg = None, until: TimeArg = None, scope: ViewerScope = ALL
 ) -> Statement:
-    """The statement of ``distinct_values`` (same arguments)."""
+    """The values of one whitelisted dimension (for filters and pickers) with their request counts."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}")
     return _statement(
@@ -731,11 +659,7 @@ def distinct_values_statement(
     )
 
 
-def distinct_values(
-    store: TraceStore, dimension: str, since: TimeArg = None, until: TimeArg = None, scope: ViewerScope = ALL
-) -> pl.DataFrame:
-    """The values of one whitelisted dimension (for filters and pickers) with their request counts."""
-    return distinct_values_statement(store, dimension, since, until, scope).frame()
+distinct_values = _as_frame(distinct_values_statement)
 
 
 # ---------------------------------------------------------------------------------------------

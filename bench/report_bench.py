@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from analytics import queries  # noqa: E402
 from analytics.db import TraceStore  # noqa: E402
+from bench.analytics_bench import generate  # noqa: E402  (the same synthetic data, 42 as seed)
 from codexgate.cli.report import parse_time  # noqa: E402
 
 DAYS = 7
@@ -70,16 +71,6 @@ CASES = [
     Case("sessions", ["sessions", "--limit", "20"],
          lambda s, lo, hi: queries.top_sessions_statement(s, 20, lo, hi)),
 ]  # fmt: skip
-
-
-def generate(folder: Path, n: int) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "analytics.synth", "--traces", str(folder), "--calls", str(n), "--no-bodies",
-         "--seed", "42", "--days", str(DAYS), "--start", START.strftime("%Y-%m-%d")],
-        cwd=ROOT, check=True,
-    )  # fmt: skip
-    return time.perf_counter() - t0
 
 
 def run_once(cmd: list[str]) -> tuple[float, float]:
@@ -157,7 +148,7 @@ def main() -> int:
             if args.keep and any(folder.rglob("*.parquet")):
                 print("  reusing existing data")
             else:
-                gen_s = generate(folder, n)
+                gen_s = generate(folder, n, START)
                 print(f"  generated in {gen_s:.1f}s ({n / gen_s:,.0f} rows/s)")
             size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
             print(f"  on disk: {size / 1e6:,.1f} MB; {args.rounds} interleaved pairs per case, medians")
