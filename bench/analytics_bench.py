@@ -52,6 +52,18 @@ def generate(folder: Path, n: int, start: datetime) -> float:
     return time.perf_counter() - t0
 
 
+def dataset(base: Path, n: int, start: datetime, reuse: bool) -> Path:
+    """``base/traces-N`` with N traces from ``start``: reused when ``reuse`` and already there,
+    else generated (and timed)."""
+    folder = base / f"traces-{n}"
+    if reuse and any(folder.rglob("*.parquet")):
+        print("  reusing existing data")
+    else:
+        gen_s = generate(folder, n, start)
+        print(f"  generated in {gen_s:.1f}s ({n / gen_s:,.0f} rows/s)")
+    return folder
+
+
 def time_query(fn: Callable[[], pl.DataFrame], repeat: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     frame = fn()
@@ -96,13 +108,8 @@ def main() -> int:
     base = args.keep or Path(tempfile.mkdtemp(prefix="codexgate-bench-"))
     try:
         for n in sizes:
-            folder = base / f"traces-{n}"
             print(f"== {n:,} traces (metadata only, {DAYS} days)", flush=True)
-            if args.keep and any(folder.rglob("*.parquet")):
-                print("  reusing existing data")
-            else:
-                gen_s = generate(folder, n, start)
-                print(f"  generated in {gen_s:.1f}s ({n / gen_s:,.0f} rows/s)")
+            folder = dataset(base, n, start, reuse=args.keep is not None)
             files = list(folder.rglob("*.parquet"))
             size = _disk_bytes(folder)
             print(f"  on disk: {size / 1e6:,.1f} MB in {len(files)} files ({size / n:.0f} bytes/row)")

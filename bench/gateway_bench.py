@@ -185,6 +185,19 @@ def start_old_tree(tree: Path, tmp: Path, sim_url: str, keys: dict[str, str], pr
 
 
 STREAMING_NOOP = "mitmdump streaming"
+# Targets measured on streams only: on a whole answer the streaming no-op is the plain no-op.
+STREAM_ONLY = {STREAMING_NOOP}
+
+
+def measured(name: str, stream: bool) -> bool:
+    return stream or name not in STREAM_ONLY
+
+
+def noop_command(addon: str, upstream: str, port: int, confdir: Path) -> list[str]:
+    """A mitmdump that carries only ``addon`` (bench/noop*.py), reverse-proxying to ``upstream``.
+    Each gets its own confdir: two mitmdumps creating one CA at once collide."""
+    return [launch.MITMDUMP, "-q", "-s", str(ROOT / "bench" / addon), "--listen-host", "127.0.0.1",
+            "--mode", f"reverse:{upstream}@{port}", "--set", f"confdir={confdir}"]  # fmt: skip
 
 
 def main() -> None:
@@ -231,16 +244,13 @@ def main() -> None:
         sim_url = f"http://127.0.0.1:{sim_port}"
         demo = create_demo_vault(tmp, sim_url, keys["SIM_OPENAI_KEY"], keys["SIM_ANTHROPIC_KEY"])
         common = {"connection_strategy": "lazy", "confdir": f"{tmp}/conf"}
-        noop_cmd = [launch.MITMDUMP, "-q", "-s", str(ROOT / "bench" / "noop_addon.py"), "--listen-host", "127.0.0.1",
-                    "--mode", f"reverse:{sim_url}@{noop_port}", "--set", f"confdir={tmp}/conf"]
-        import subprocess  # noqa: PLC0415 - only for the baseline, which the launcher does not start
+        import subprocess  # noqa: PLC0415 - only for the baselines, which the launcher does not start
 
-        noop = subprocess.Popen(noop_cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL)
+        noop = subprocess.Popen(noop_command("noop_addon.py", sim_url, noop_port, tmp / "conf"),
+                                env=launch.clean_env(), stdout=subprocess.DEVNULL)  # fmt: skip
         procs.append(noop)
-        snoop_cmd = [*noop_cmd[:3], str(ROOT / "bench" / "noop_stream_addon.py"), *noop_cmd[4:]]
-        snoop_cmd[snoop_cmd.index(f"reverse:{sim_url}@{noop_port}")] = f"reverse:{sim_url}@{snoop_port}"
-        snoop_cmd[-1] = f"confdir={tmp}/conf-stream"  # two mitmdumps creating one CA at once collide
-        snoop = subprocess.Popen(snoop_cmd, env=launch.clean_env(), stdout=subprocess.DEVNULL)
+        snoop = subprocess.Popen(noop_command("noop_stream_addon.py", sim_url, snoop_port, tmp / "conf-stream"),
+                                 env=launch.clean_env(), stdout=subprocess.DEVNULL)  # fmt: skip
         procs.append(snoop)
         gw = launch.start_gateway_process(
             {**common, "codexgate_vault": str(demo.path), "codexgate_vault_key_file": str(demo.key_file),
@@ -293,8 +303,8 @@ def main() -> None:
                 for conc in (1, 16):
                     for stream in (False, True):
                         for name, (url, key) in targets.items():
-                            if name == STREAMING_NOOP and not stream:
-                                continue  # the same as the no-op for a whole answer
+                            if not measured(name, stream):
+                                continue
                             cpu0 = tree_cpu_s(pids[name])
                             lat, rps = asyncio.run(
                                 run_batch(url, key, args.requests, conc, stream, size, args.pace_ms)
@@ -318,13 +328,13 @@ def main() -> None:
                 for conc in (1, 16):
                     d50, d99 = med("direct", size, conc, stream, 0), med("direct", size, conc, stream, 1)
                     for name in targets:
-                        if name == STREAMING_NOOP and not stream:
+                        if not measured(name, stream):
                             continue
                         p50, p99, rps, cpu = (med(name, size, conc, stream, i) for i in range(4))
                         print(f"{conc:>4}  {name:<22} {p50:8.2f} {p99:8.2f} {rps:8.0f} {p50 - d50:7.2f} {p99 - d99:7.2f}"
                               f" {cpu:12.2f}")
                     for base, label in (("mitmdump no-op", "no-op"), (STREAMING_NOOP, "streaming no-op")):
-                        if base == STREAMING_NOOP and not stream:
+                        if not measured(base, stream):
                             continue
                         n50, n99, nrps, ncpu = (med(base, size, conc, stream, i) for i in range(4))
                         for name in (n for n in targets if n.startswith("gateway")):

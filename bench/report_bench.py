@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from analytics import queries  # noqa: E402
 from analytics.db import TraceStore  # noqa: E402
-from bench.analytics_bench import generate  # noqa: E402  (the same synthetic data, 42 as seed)
+from bench.analytics_bench import dataset  # noqa: E402  (the same synthetic data, 42 as seed)
 from codexgate.cli.report import parse_time  # noqa: E402
 
 DAYS = 7
@@ -143,13 +143,8 @@ def main() -> int:
     script_dir = Path(tempfile.mkdtemp(prefix="codexgate-report-bare-"))
     try:
         for n in sizes:
-            folder = base / f"traces-{n}"
             print(f"== {n:,} traces (metadata only, {DAYS} days from {START:%Y-%m-%d})", flush=True)
-            if args.keep and any(folder.rglob("*.parquet")):
-                print("  reusing existing data")
-            else:
-                gen_s = generate(folder, n, START)
-                print(f"  generated in {gen_s:.1f}s ({n / gen_s:,.0f} rows/s)")
+            folder = dataset(base, n, START, reuse=args.keep is not None)
             size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
             print(f"  on disk: {size / 1e6:,.1f} MB; {args.rounds} interleaved pairs per case, medians")
             for case in cases:
