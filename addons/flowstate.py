@@ -72,6 +72,16 @@ class Request:
     # later failure can forward it; identity compares it once and clears it.
     presented_key: str | None = field(default=None, repr=False)
 
+    def release_payload(self) -> None:
+        """Drop the parsed body and its items once the call's row is written (nothing reads them
+        later). mitmproxy's flows end as cyclic garbage, so whatever hangs off a flow waits for a
+        full collection: a parsed 40 KB Codex body is some 70 containers that collection walks
+        and frees on the event loop. Released here, it is freed by reference counting at once."""
+        self.body = None
+        self.body_text = None
+        self.items = []
+        self.new_items = None
+
 
 @dataclass
 class Verdict:

@@ -366,6 +366,7 @@ class Tracing:
                 finish(row)
             except Exception as exc:  # one control's bookkeeping must not stop another's
                 log.error("codexgate: a finisher failed (%s)", type(exc).__name__)
+        state.request.release_payload()
 
 
 def filtered(
