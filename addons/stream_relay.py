@@ -161,6 +161,22 @@ class _Ready:
     sse: bool
 
 
+def has_real_event(parser: SseParser, chunk: bytes) -> bool:
+    """Feed ``chunk`` to ``parser`` one LF-framed event at a time and stop at the first real
+    event (not a comment or ``ping``): the relay only needs to know that one arrived, and with a
+    fast upstream the first chunk is the whole stream, which the tap parses anyway. Feeding the
+    pieces in order is the same as feeding the chunk (the parser is incremental), so a CRLF
+    stream, fed whole, gets the same answer."""
+    pos, size = 0, len(chunk)
+    while pos < size:
+        end = chunk.find(b"\n\n", pos)
+        stop = size if end < 0 else end + 2
+        if any(event_kind(ev) not in _PREAMBLE for ev in parser.feed(chunk[pos:stop])):
+            return True
+        pos = stop
+    return False
+
+
 def retry_after_seconds(headers: aiohttp.typedefs.LooseHeaders | dict[str, str]) -> float | None:
     """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), else None."""
     get = headers.get  # type: ignore[union-attr]
@@ -807,7 +823,7 @@ class StreamRelay:
                 if not chunk:
                     break  # ended before a real event: commit what there is; the tap judges it
                 held.append(chunk)
-                if any(event_kind(ev) not in _PREAMBLE for ev in parser.feed(chunk)):
+                if has_real_event(parser, chunk):
                     break
         except TimeoutError:
             up.close()
