@@ -367,6 +367,9 @@ class Tracing:
             except Exception as exc:  # one control's bookkeeping must not stop another's
                 log.error("codexgate: a finisher failed (%s)", type(exc).__name__)
         state.request.release_payload()
+        # the tap's reassembled answer too: whoever still feeds it (the relay, mitmproxy's stream
+        # callable) holds it, and once they let go nothing cyclic keeps it alive
+        state.record.tap = None
 
 
 def filtered(

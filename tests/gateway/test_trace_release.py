@@ -1,11 +1,12 @@
-"""Once a call's row is written, the flow drops its parsed request (body, items, text): the row
-keeps what it stored, and the parsed tree is freed by reference counting while the flow object
-(which mitmproxy frees only through the cycle collector) is still alive."""
+"""Once a call's row is written, the flow drops its parsed request (body, items, text) and its
+stream tap: the row keeps what it stored, and both are freed by reference counting while the
+flow object (which mitmproxy frees only through the cycle collector) is still alive."""
 
 from __future__ import annotations
 
 import gc
 import json
+import weakref
 from pathlib import Path
 
 import duckdb
@@ -45,12 +46,19 @@ async def test_the_parsed_request_is_released_after_the_row(tmp_path: Path) -> N
             state = get_state(f)
             assert state is not None and state.request.body is not None and len(state.request.items) == 3
             state.record.finishers.append(lambda row: finished.append(row))
-            tracing._write(f, state, None, outcome="ok", status_code=200)
+            # a streamed call's tap (its callbacks point back at the flow and its state)
+            tap = tracing._make_tap(f, state, "")
+            state.record.tap = tap
+            tap(b'data: {"type": "response.created", "response": {"id": "resp_1"}}\n\n')
+            tap_alive = weakref.ref(tap)
+            del tap
+            tracing._write(f, state, tap_alive().result(), outcome="ok", status_code=200)
             assert finished and MARKER in finished[0]["request_body"]  # finishers ran before the release
             assert state.request.body is None and state.request.items == [] and state.request.body_text is None
             assert state.request.new_items is None
             assert state.request.content_digests  # small, kept: digests are what controls share
-            assert state.record.traced
+            assert state.record.traced and state.record.tap is None
+            assert tap_alive() is None  # freed by reference counting: no cycle through the state
             # the flow is still referenced here; its parsed body is not on the heap any more
             assert not _alive(dict, lambda d: d.get("metadata") == {"m": MARKER})
     finally:
