@@ -36,6 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from addons.looplag import read_lag_file  # noqa: E402
 from codexgate.cli import launch  # noqa: E402
 from codexgate.cli.demo_setup import DemoVault, create_demo_vault  # noqa: E402
 from codexgate.guard.policy import SECTION as GUARD_SECTION  # noqa: E402
@@ -343,11 +344,12 @@ def main() -> None:
                             r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
                             print(f"      {name} / {label}: added p50 {r50:.2f}x, added p99 {r99:.2f}x, "
                                   f"throughput {grps / nrps:.2f}x, cpu per call {gcpu / ncpu:.2f}x")
-        lags = [line.split(",") for line in lag_file.read_text().splitlines() if line]
+        lags = read_lag_file(lag_file)
         if lags:
-            first = max(float(m) for t, m in lags if float(t) <= 10)
-            print(f"\ngateway event loop: longest stall {max(float(m) for _, m in lags):.1f} ms over {len(lags)} s "
-                  f"(first 10 s: {first:.1f} ms); seconds with a stall over 5 ms: {sum(float(m) > 5 for _, m in lags)}")
+            first = max(r.stall_ms for r in lags if r.at_s <= 10)
+            print(f"\ngateway event loop: longest stall {max(r.stall_ms for r in lags):.1f} ms over {len(lags)} s "
+                  f"(first 10 s: {first:.1f} ms); seconds with a stall over 5 ms: {sum(r.stall_ms > 5 for r in lags)}; "
+                  f"longest garbage-collector pause {max(r.gc_max_ms for r in lags):.1f} ms")  # fmt: skip
     finally:
         for p in procs:
             launch.stop(p)

@@ -297,7 +297,7 @@ def gateway_main(args: argparse.Namespace) -> None:
 
 def _lag_rows(path) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
     try:
-        return [(float(a), float(b)) for a, b in (ln.split(",") for ln in path.read_text().splitlines() if ln)]
+        return [(float(a), float(b)) for a, b, *_ in (ln.split(",") for ln in path.read_text().splitlines() if ln)]
     except OSError:
         return []
 

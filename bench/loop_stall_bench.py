@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from gateway_bench import codex_body, pct, run_batch  # noqa: E402
 
+from addons.looplag import read_lag_file  # noqa: E402
 from codexgate.cli import launch  # noqa: E402
 from codexgate.cli.demo_setup import create_demo_vault  # noqa: E402
 
@@ -82,11 +83,12 @@ async def steady(
 
 def measure(lag_file: Path, url: str, key: str, rate: float, args: argparse.Namespace) -> None:
     """One steady run through ``url``; prints its latency and the probe's stalls (start-up apart)."""
-    skip = len(lag_file.read_text().splitlines()) if lag_file.exists() else 0
+    skip = len(read_lag_file(lag_file)) if lag_file.exists() else 0
     lat = asyncio.run(steady(url, key, rate, args.seconds, args.size, args.stream_share))
-    rows = [line.split(",") for line in lag_file.read_text().splitlines() if line]
-    startup = [float(m) for _, m in rows[:skip]]
-    during = [float(m) for _, m in rows[skip:]]
+    rows = read_lag_file(lag_file)
+    startup = [r.stall_ms for r in rows[:skip]]
+    steady_rows = rows[skip:]
+    during = [r.stall_ms for r in steady_rows]
     print(f"  calls: {len(lat)}, latency p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms")
     if startup:
         print(
@@ -98,6 +100,15 @@ def measure(lag_file: Path, url: str, key: str, rate: float, args: argparse.Name
             f"  steady run, longest stall per second ({len(during)} s): p50 {pct(during, 0.5):.1f} ms, "
             f"p95 {pct(during, 0.95):.1f} ms, max {max(during):.1f} ms; "
             f"seconds with a stall over 5 ms: {sum(m > 5 for m in during)}"
+        )
+        pauses = [r.gc_max_ms for r in steady_rows]
+        over = [r for r in steady_rows if r.stall_ms > 5]
+        by_gc = sum(r.gc_max_ms >= 0.8 * r.stall_ms for r in over)
+        print(
+            f"  garbage collector in the same seconds: longest pause per second p50 {pct(pauses, 0.5):.1f} ms, "
+            f"p95 {pct(pauses, 0.95):.1f} ms, max {max(pauses):.1f} ms; collecting "
+            f"{statistics.mean(r.gc_ms for r in steady_rows) / 10:.1f}% of the time; of the seconds over 5 ms, "
+            f"{by_gc} had a collection at least 80% as long as their longest stall"
         )
 
 

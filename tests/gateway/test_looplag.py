@@ -1,0 +1,48 @@
+"""The benchmarks' loop-lag probe: a blocking stretch on the loop shows as that second's stall,
+and a garbage collection as that second's GC pause (longest and total)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from pathlib import Path
+
+from mitmproxy.test import taddons
+
+from addons.looplag import LoopLag, read_lag_file
+
+
+async def test_stalls_and_collector_pauses_are_reported_per_second(tmp_path: Path) -> None:
+    path = tmp_path / "lag.csv"
+    lag = LoopLag()
+    with taddons.context(lag) as tctx:
+        tctx.options.codexgate_looplag_file = str(path)
+        lag.running()
+        await asyncio.sleep(0.05)
+        time.sleep(0.04)  # 40 ms with the loop blocked
+        junk = []
+        for _ in range(200_000):  # cycles only a collection frees
+            a: list = []
+            a.append(a)
+            junk.append(a)
+        del junk, a
+        t0 = time.perf_counter()
+        gc.collect()
+        collect_ms = (time.perf_counter() - t0) * 1000
+        while not path.exists() or not read_lag_file(path):
+            await asyncio.sleep(0.1)
+        lag.done()
+    assert lag._gc not in gc.callbacks  # nothing left behind once the probe stops
+    first = read_lag_file(path)[0]
+    assert 0.9 <= first.at_s <= 3.0
+    assert first.stall_ms >= 30  # the 40 ms block, less at most one 5 ms tick
+    assert collect_ms * 0.5 <= first.gc_max_ms <= first.gc_ms
+    assert first.gc_max_ms <= collect_ms + 1
+
+
+def test_an_older_two_column_file_reads_with_zero_collector_figures(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text("1.0,2.50\n2.0,7.25\n\n")
+    rows = read_lag_file(path)
+    assert [(r.at_s, r.stall_ms, r.gc_max_ms, r.gc_ms) for r in rows] == [(1.0, 2.5, 0.0, 0.0), (2.0, 7.25, 0.0, 0.0)]
