@@ -570,9 +570,12 @@ class StreamRelay:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _HopConnection(self), "127.0.0.1", 0, backlog=128)
         self.port = self._server.sockets[0].getsockname()[1]
-        # auto_decompress=False: the relay passes answers on as the provider encoded them
+        # auto_decompress=False: the relay passes answers on as the provider encoded them.
+        # DummyCookieJar: one session serves every developer, so a provider's Set-Cookie must not
+        # ride along on the next developer's call (and no call pays for a cookie lookup).
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         )
@@ -782,14 +785,16 @@ class StreamRelay:
         """One HTTP request; ready when the answer may be committed (a final status, or a
         stream whose first real event arrived), else the failure."""
         assert self._session is not None
-        fb_deadline = time.monotonic() + first_event_s
+        # one deadline for the answer and its first event; asyncio.timeout_at runs the awaits in
+        # this task (wait_for wrapped each in a task of its own on 3.11)
+        fb_deadline = asyncio.get_running_loop().time() + first_event_s
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(target.connect_timeout_s, remaining_s))
         headers = [(k, v) for k, v in target.headers if k.lower() not in _HOP_BY_HOP]
         try:
-            up = await asyncio.wait_for(
-                self._session.request(method, target.url, headers=headers, data=target.body, timeout=timeout),
-                timeout=max(0.001, fb_deadline - time.monotonic()),
-            )
+            async with asyncio.timeout_at(fb_deadline):
+                up = await self._session.request(
+                    method, target.url, headers=headers, data=target.body, timeout=timeout
+                )
         except aiohttp.ConnectionTimeoutError:  # a TimeoutError too: name the timeout that fired
             return _Failure(
                 f"connect timeout: no connection to {target.label} within {target.connect_timeout_s:g}s"
@@ -801,9 +806,8 @@ class StreamRelay:
         if up.status in RETRY_STATUSES:
             body = b""
             try:
-                body = await asyncio.wait_for(
-                    up.content.read(_ERROR_BODY_LIMIT), timeout=max(0.001, fb_deadline - time.monotonic())
-                )
+                async with asyncio.timeout_at(fb_deadline):
+                    body = await up.content.read(_ERROR_BODY_LIMIT)
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             resp_headers = [(k, v) for k, v in up.headers.items() if k.lower() not in _HOP_BY_HOP]
@@ -816,15 +820,14 @@ class StreamRelay:
         held: list[bytes] = []
         parser = SseParser()
         try:
-            while True:
-                chunk = await asyncio.wait_for(
-                    up.content.readany(), timeout=max(0.001, fb_deadline - time.monotonic())
-                )
-                if not chunk:
-                    break  # ended before a real event: commit what there is; the tap judges it
-                held.append(chunk)
-                if has_real_event(parser, chunk):
-                    break
+            async with asyncio.timeout_at(fb_deadline):
+                while True:
+                    chunk = await up.content.readany()
+                    if not chunk:
+                        break  # ended before a real event: commit what there is; the tap judges it
+                    held.append(chunk)
+                    if has_real_event(parser, chunk):
+                        break
         except TimeoutError:
             up.close()
             return _Failure(f"timeout: no first event from {target.label} within {first_event_s:.1f}s")

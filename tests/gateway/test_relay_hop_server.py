@@ -41,6 +41,7 @@ class Upstream:
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # a stream sent its last byte
     sent: int = 0  # events the endless stream wrote
     seen: list[tuple[str, str | None, bytes]] = field(default_factory=list)  # path, auth, body
+    cookies: list[str | None] = field(default_factory=list)  # the Cookie header of each /cookie call
 
 
 @pytest.fixture
@@ -119,8 +120,21 @@ async def upstream() -> AsyncIterator[Upstream]:
             },
         )
 
+    async def cookie(request: web.Request) -> web.StreamResponse:
+        """A whole stream, with a cookie the provider would like back."""
+        assert state is not None
+        state.cookies.append(request.headers.get("cookie"))
+        resp = web.StreamResponse(
+            headers={"content-type": "text/event-stream", "set-cookie": "tenant=first-caller; Path=/"}
+        )
+        await resp.prepare(request)
+        await resp.write(CREATED + COMPLETED)
+        await resp.write_eof()
+        return resp
+
     app = web.Application()
     app.router.add_post("/sse", sse)
+    app.router.add_post("/cookie", cookie)
     app.router.add_post("/big", big)
     app.router.add_post("/endless", endless)
     app.router.add_post("/cut", cut)
@@ -287,6 +301,21 @@ async def test_a_stream_reaches_the_client_event_by_event(relay: StreamRelay, up
     assert b"".join(calls.tapped) == CREATED + DELTA + COMPLETED
     assert upstream.seen == [("/sse", f"Bearer {KEY}", b'{"model":"m","stream":true}')]
     assert calls.gone == 0
+
+
+async def test_a_providers_cookie_never_rides_along_on_the_next_call(
+    relay: StreamRelay, upstream: Upstream
+) -> None:
+    # one client session serves every developer: a Set-Cookie from one answer must not be sent
+    # with anyone's next call (by host name: aiohttp's jar ignores cookies from IP addresses)
+    url = upstream.url.replace("127.0.0.1", "localhost") + "/cookie"
+    for n in range(2):
+        calls = Calls()
+        hop = relay.submit(f"c{n}", job(url, calls))
+        async with aiohttp.ClientSession() as session, session.post(hop, data=b"") as resp:
+            assert resp.status == 200 and await resp.read() == CREATED + COMPLETED
+        assert await calls.ended() == (None, False)
+    assert upstream.cookies == [None, None]
 
 
 async def test_one_connection_serves_requests_one_after_another(
