@@ -602,10 +602,14 @@ class StreamRelay:
     def running(self) -> bool:
         return self.port is not None and self._session is not None
 
+    def register(self, job_id: str, job: RelayJob) -> str:
+        """Register a job; returns its path on the hop (``http://127.0.0.1:{port}``)."""
+        self._jobs[job_id] = job
+        return f"/relay/{job_id}"
+
     def submit(self, job_id: str, job: RelayJob) -> str:
         """Register a job; returns the relay URL mitmproxy should send the request to."""
-        self._jobs[job_id] = job
-        return f"http://127.0.0.1:{self.port}/relay/{job_id}"
+        return f"http://127.0.0.1:{self.port}{self.register(job_id, job)}"
 
     # ---------------------------------------------------------------- one call
     async def _serve(self, hop: _Hop) -> None:
