@@ -68,6 +68,9 @@ _HOP_BY_HOP = frozenset(
     }
 )
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
+# on the hop's own answer when the relay failed inside (before any of the answer went out): the
+# upstream step then gives the client a provider-format error instead (never sent to a client)
+RELAY_FAILED_HEADER = "x-codexgate-relay-failed"
 # keep-alives: the relay holds the answer until an event other than these arrives (SSE comments
 # are skipped by the parser already)
 _PREAMBLE = frozenset({"ping"})
@@ -623,7 +626,9 @@ class StreamRelay:
             else:
                 hop.keep_alive = False
                 try:
-                    await hop.reply(500, [("content-type", "text/plain; charset=utf-8")], b"relay failed")
+                    await hop.reply(
+                        500, [("content-type", "text/plain; charset=utf-8"), (RELAY_FAILED_HEADER, "1")], b"relay failed"
+                    )
                 except ConnectionError:
                     pass
         finally:

@@ -31,6 +31,7 @@ from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
 from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
+from addons.stream_relay import RELAY_FAILED_HEADER
 from addons.stream_tap import BodyCollector, StreamTap
 from addons.trace_row import STORED_TEXT_COLUMNS, build_row, minimal_row
 from codexgate.guard.service import Guard
@@ -149,8 +150,10 @@ class Tracing:
         if state is None or state.verdict.refusal is not None or flow.response is None:
             return
         if state.upstream.relayed:
-            if not state.upstream.in_process:
-                flow.response.stream = True  # the relay already taps it; pass bytes straight on
+            # the relay already taps it; pass bytes straight on (but not the relay's own failure
+            # reply, which the upstream step replaces whole)
+            if not state.upstream.in_process and RELAY_FAILED_HEADER not in flow.response.headers:
+                flow.response.stream = True
             return
         self._upstream_headers(
             state, flow.response.status_code, list(flow.response.headers.items(multi=True))

@@ -28,13 +28,15 @@ from addons.flowstate import Attempt, FlowState, get_state
 from addons.options import seconds
 from addons.provider_hosts import ProviderHosts
 from addons.route_table import Target
-from addons.stream_relay import RelayJob, RelayTarget, RetryPolicy, StreamRelay
+from addons.stream_relay import RELAY_FAILED_HEADER, RelayJob, RelayTarget, RetryPolicy, StreamRelay
 from addons.trace_row import UPSTREAM_SENT_KEY, UpstreamSent
 from addons.upstream_url import ANTHROPIC_VERSION, credential_headers, display_url, upstream_url
 from codexgate.core.safejson import dumps_text
 from codexgate.routing.breaker import Breaker, BreakerConfig, MemoryStore, RedisStore
 from codexgate.wire.translate import anthropic as translate_anthropic
 from codexgate.wire.translate import chat as translate_chat
+
+RELAY_FAILED_MESSAGE = "codexgate failed while relaying this request (internal error); it can be retried."
 
 if TYPE_CHECKING:
     from addons.tracing import Tracing
@@ -208,6 +210,17 @@ class Upstream:
                 self._through_hop(flow, state, job)
         else:
             self._send_direct(flow, state, plan)
+
+    @failsafe
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A streamed call whose relay failed inside before any of the answer went out: the hop
+        says so with ``RELAY_FAILED_HEADER`` (after the call's row was written), and the client
+        gets the provider-format 502 a non-streamed call gets, not the hop's plain text."""
+        state = get_state(flow)
+        resp = flow.response
+        if state is None or resp is None or not state.upstream.relayed or RELAY_FAILED_HEADER not in resp.headers:
+            return
+        flow.response = error_response(state.request.shape.family, 502, "gateway_error", RELAY_FAILED_MESSAGE)
 
     def _send_direct(self, flow: http.HTTPFlow, state: FlowState, plan: list[Target]) -> None:
         """Without the relay mitmproxy forwards the call itself: one target, no retry, no
@@ -423,8 +436,7 @@ class Upstream:
         except Exception as exc:  # the provider may have been called: a 502, not "not forwarded"
             log.error("codexgate: internal error in the relay (%s); the call is answered 502", type(exc).__name__)
             state.verdict.gateway_error = f"StreamRelay.answer: {type(exc).__name__}"
-            msg = "codexgate failed while relaying this request (internal error); it can be retried."
-            flow.response = error_response(state.request.shape.family, 502, "gateway_error", msg)
+            flow.response = error_response(state.request.shape.family, 502, "gateway_error", RELAY_FAILED_MESSAGE)
             return
         fields = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace")) for k, v in answer.headers.items()]
         resp = http.Response.make(answer.status, b"", http.Headers(fields))
