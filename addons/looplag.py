@@ -31,7 +31,7 @@ def read_lag_file(path: Path) -> list[LagSecond]:
     for line in path.read_text().splitlines():
         fields = [float(x) for x in line.split(",")] if line else []
         if len(fields) >= 2:
-            rows.append(LagSecond(*fields[:4], *[0.0] * (4 - len(fields[:4]))))
+            rows.append(LagSecond(*(fields + [0.0, 0.0])[:4]))
     return rows
 
 

@@ -42,6 +42,15 @@ def test_same_answer_as_parsing_each_chunk_whole(kinds: list[str], crlf: bool, c
     assert found == _whole_chunk_rule(chunks)
 
 
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300), max_size=6))
+def test_any_bytes_give_the_whole_chunk_answer_and_never_raise(chunks: list[bytes]) -> None:
+    # the relay runs this on a provider's bytes before anything is committed to the client
+    parser = SseParser()
+    found = next((i for i, chunk in enumerate(chunks) if has_real_event(parser, chunk)), None)
+    assert found == _whole_chunk_rule(chunks)
+
+
 def test_a_whole_stream_in_one_chunk_is_parsed_only_to_its_first_real_event() -> None:
     stream = _event(":", False) + _event("ping", False) + _event("response.created", False)
     stream += b"".join(_event("response.output_text.delta", False) for _ in range(50))
