@@ -25,6 +25,7 @@ from addons.client_limits import ClientLimits  # noqa: E402
 from addons.failsafe import install_backstop  # noqa: E402
 from addons.guardrails import Guardrails  # noqa: E402
 from addons.identity import Identity  # noqa: E402
+from addons.import_watch import ImportWatch  # noqa: E402
 from addons.intake import Intake  # noqa: E402
 from addons.limits import Limits  # noqa: E402
 from addons.looplag import LoopLag  # noqa: E402
@@ -66,6 +67,7 @@ addons = [
     dispatch.FastDispatch(),
     _startup,
     LoopLag(),
+    ImportWatch(_startup),
     ProxyLogLevel(),
     ClientLimits(),
     Intake(_hosts),

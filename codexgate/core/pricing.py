@@ -14,6 +14,11 @@ from importlib.metadata import version
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
+# genai-prices imports its price table (``genai_prices.data``, ~8 ms of module code holding the
+# GIL) on the first ``calc_price``: in the gateway that was the first priced call's ``response``
+# hook, a stall of every connection on the event loop. Imported here instead, at start-up.
+from genai_prices import data as _bundled_prices  # noqa: F401
+
 from codexgate.core.usage import Usage
 
 __all__ = ["PRICE_SOURCE", "PRICE_VERSION", "Cost", "Usage", "price"]
