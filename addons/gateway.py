@@ -66,7 +66,7 @@ addons = [
     Pipeline(),
     dispatch.FastDispatch(),
     _startup,
-    LoopLag(),
+    LoopLag(serving=lambda: _startup.started),
     ImportWatch(_startup),
     ProxyLogLevel(),
     ClientLimits(),
