@@ -67,7 +67,7 @@ addons = [
     dispatch.FastDispatch(),
     _startup,
     LoopLag(serving=lambda: _startup.started),
-    ImportWatch(_startup),
+    ImportWatch(serving=lambda: _startup.started),
     ProxyLogLevel(),
     ClientLimits(),
     Intake(_hosts),

@@ -1,5 +1,5 @@
 """Lazy-import probe for tests and benchmarks: with ``codexgate_import_watch_file`` set, every
-module first imported after the gateway has started (``StartupGate`` open) is appended to the
+module first imported after the gateway has started (its start-up gate open) is appended to the
 file as ``seconds_since_start,thread_name,module``.
 
 Why: an import runs the module's code holding the import lock, and pandas-sized ones hold the
@@ -12,7 +12,8 @@ The probe is a finder first on ``sys.meta_path``: the import system asks it abou
 not yet in ``sys.modules`` (an ``import`` statement or ``importlib.import_module``; one that then
 fails is recorded too, since looking for it walks ``sys.path`` on the caller's thread), and it
 always answers "not mine". Installed at start-up only when the option is set, removed in ``done``;
-off by default: no finder at all.
+off by default: no finder at all. It never fails an import: if its file cannot be written it
+stops noting.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from mitmproxy import ctx
 
-from addons.startup import StartupGate
-
 
 class ImportWatch:
-    def __init__(self, gate: StartupGate) -> None:
-        self.gate = gate
+    def __init__(self, serving: Callable[[], bool] = lambda: True) -> None:
+        """``serving``: whether the gateway has started (the gateway passes its start-up gate)."""
+        self.serving = serving
         self._out: IO[str] | None = None
         self._started_at = 0.0
         self._lock = threading.Lock()
@@ -60,11 +61,14 @@ class ImportWatch:
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
         """The import system's question about a module not yet loaded: noted, never answered."""
-        if self.gate.started:
+        if self.serving():
             with self._lock:
                 if self._out is not None:
                     name = threading.current_thread().name
-                    self._out.write(f"{time.monotonic() - self._started_at:.3f},{name},{fullname}\n")
+                    try:
+                        self._out.write(f"{time.monotonic() - self._started_at:.3f},{name},{fullname}\n")
+                    except (OSError, ValueError):
+                        self._out = None
 
 
 def read_watch_file(path: Path) -> list[tuple[float, str, str]]:

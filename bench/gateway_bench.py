@@ -344,8 +344,7 @@ def main() -> None:
                             r99 = (g99 - d99) / (n99 - d99) if n99 > d99 else float("nan")
                             print(f"      {name} / {label}: added p50 {r50:.2f}x, added p99 {r99:.2f}x, "
                                   f"throughput {grps / nrps:.2f}x, cpu per call {gcpu / ncpu:.2f}x")
-        lags = read_lag_file(lag_file)
-        lags = [r for r in lags if r.serving]  # from the start-up gate's opening on
+        lags = [r for r in read_lag_file(lag_file) if r.serving]  # from the start-up gate's opening on
         if lags:
             first = max(r.stall_ms for r in lags[:10])
             print(f"\ngateway event loop, from the first second it served: longest stall {max(r.stall_ms for r in lags):.1f} ms over "

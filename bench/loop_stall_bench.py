@@ -89,26 +89,24 @@ def measure(lag_file: Path, url: str, key: str, rate: float, args: argparse.Name
     skip = len(read_lag_file(lag_file)) if lag_file.exists() else 0
     lat = asyncio.run(steady(url, key, rate, args.seconds, args.size, args.stream_share))
     rows = read_lag_file(lag_file)
-    startup = [r.stall_ms for r in rows[:skip]]
     steady_rows = rows[skip:]
     during = [r.stall_ms for r in steady_rows]
     print(f"  calls: {len(lat)}, latency p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms")
-    if startup:
-        starting = [r for r in rows[:skip] if not r.serving]
-        served = [r for r in rows[:skip] if r.serving]
-        if starting:
-            print(
-                f"  start-up, calls held at the gate ({len(starting)} s): longest stall "
-                f"{max(r.stall_ms for r in starting):.1f} ms, longest callback {max(r.callback_ms for r in starting):.1f} ms"
-            )
-        if served:
-            first = served[:5]
-            print(
-                f"  serving before the steady run ({len(served)} s, the capacity run among them): longest stall "
-                f"{max(r.stall_ms for r in served):.1f} ms (first 5 s: {max(r.stall_ms for r in first):.1f} ms), "
-                f"longest callback {max(r.callback_ms for r in served):.1f} ms "
-                f"(first 5 s: {max(r.callback_ms for r in first):.1f} ms)"
-            )
+    starting = [r for r in rows[:skip] if not r.serving]
+    served = [r for r in rows[:skip] if r.serving]
+    if starting:
+        print(
+            f"  start-up, calls held at the gate ({len(starting)} s): longest stall "
+            f"{max(r.stall_ms for r in starting):.1f} ms, longest callback {max(r.callback_ms for r in starting):.1f} ms"
+        )
+    if served:
+        first = served[:5]
+        print(
+            f"  serving before the steady run ({len(served)} s, the capacity run among them): longest stall "
+            f"{max(r.stall_ms for r in served):.1f} ms (first 5 s: {max(r.stall_ms for r in first):.1f} ms), "
+            f"longest callback {max(r.callback_ms for r in served):.1f} ms "
+            f"(first 5 s: {max(r.callback_ms for r in first):.1f} ms)"
+        )
     if during:
         print(
             f"  steady run, longest stall per second ({len(during)} s): p50 {pct(during, 0.5):.1f} ms, "

@@ -24,7 +24,6 @@ import pytest
 from mitmproxy.test import taddons
 
 from addons.import_watch import ImportWatch, read_watch_file
-from addons.startup import StartupGate
 from codexgate.guard.policy import SECTION, to_section
 from tests.conftest import read_traces
 from tests.helpers.gateway import DemoVault, Gateway, make_vault, start_gateway
@@ -38,14 +37,14 @@ def test_the_probe_records_what_is_imported_after_start_up_only(tmp_path: Path) 
     (tmp_path / "cg_probe_before.py").write_text("X = 1\n")
     (tmp_path / "cg_probe_after.py").write_text("X = 2\n")
     sys.path.insert(0, str(tmp_path))
-    gate = StartupGate()
-    watch = ImportWatch(gate)
+    serving = [False]
+    watch = ImportWatch(serving=lambda: serving[0])
     try:
         with taddons.context(watch) as tctx:
             tctx.options.codexgate_import_watch_file = str(path)
             watch.running()
             importlib.import_module("cg_probe_before")  # still starting: not a call's import
-            gate.open()
+            serving[0] = True  # the start-up gate opens
             importlib.import_module("cg_probe_after")
             importlib.import_module("cg_probe_after")  # already loaded: no second line
             worker = threading.Thread(target=importlib.import_module, args=("json.tool",), name="probe-worker")
@@ -141,3 +140,23 @@ def test_no_call_imports_a_module(watched: tuple[Gateway, Path], controls_vault:
     assert imports.exists()  # the probe is on (it opens its file at start-up)
     late = read_watch_file(imports)
     assert late == [], f"modules imported on a call's path: {late}"
+
+
+def test_the_probe_never_fails_an_import(tmp_path: Path) -> None:
+    (tmp_path / "cg_probe_unwritable.py").write_text("X = 3\n")
+    sys.path.insert(0, str(tmp_path))
+    watch = ImportWatch()
+    try:
+        with taddons.context(watch) as tctx:
+            tctx.options.codexgate_import_watch_file = str(tmp_path / "imports.csv")
+            watch.running()
+            assert watch._out is not None
+            watch._out.close()  # its file can no longer be written (a full disk, a closed descriptor)
+            module = importlib.import_module("cg_probe_unwritable")
+            assert module.X == 3
+            assert watch._out is None  # it stopped noting instead of failing the import
+            watch.done()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cg_probe_unwritable", None)
+    assert watch not in sys.meta_path
