@@ -15,8 +15,9 @@ digest), on the engine's own threads — never on mitmproxy's event loop.
 
 Whenever a call has findings, the body stored in its trace has every finding's span replaced by
 its placeholder, whatever the action (a flagged secret reaches the provider, never a trace).
-``async``-stage rules run alongside the forwarded call; their findings are awaited (bounded) by
-the trace row.
+``async``-stage rules run alongside the forwarded call; the trace row of a call that ended first
+waits for them, at most ``ASYNC_WAIT_S`` (the client does not wait). A check still running then,
+or one that failed, leaves the row marked so and its request body withheld.
 
 Response side: a stream filter feeds output text and tool-call argument deltas to one
 ``OutputScanner`` per output item on a worker thread; chunks are forwarded first. Only the
@@ -495,21 +496,29 @@ def value_mask(flow: http.HTTPFlow, state: FlowState, guard: Guard) -> Callable[
     return known_values(flow).mask(guard, session_of(state))
 
 
+def pending_async_check(flow: http.HTTPFlow) -> asyncio.Future[Any] | None:
+    """The call's async-stage check while it still runs (None: there is none, or it is done).
+    The row builder waits for it, bounded by ``ASYNC_WAIT_S``."""
+    fut = flow.metadata.get(ASYNC_KEY)
+    return fut if isinstance(fut, asyncio.Future) and not fut.done() else None
+
+
 def row_findings(flow: http.HTTPFlow, state: FlowState, result: Any) -> list[dict[str, Any]]:
     """Every finding of the call for its trace row: request-side ones already in the verdict,
-    plus async-stage and output-stream findings (waited for, bounded). Called by the row
-    builder on the event loop; waits are short and bounded."""
+    plus async-stage findings (the row waited for them, see ``pending_async_check``) and
+    output-stream findings (waited for, bounded). Called by the row builder on the event loop."""
     out = list(state.verdict.guardrail_findings)
     fut = flow.metadata.pop(ASYNC_KEY, None)
     if fut is not None:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
             out.extend(finding_row(f) for f in fut.result())
-        elif not fut.done():  # unknown findings: store no request body rather than an unmasked one
+        else:  # unknown findings: store no request body rather than an unmasked one
+            why = "failed" if fut.done() else "unfinished"
             fut.cancel()
-            state.record.stored_body_text = '{"redacted": "async guardrail check unfinished"}'
-            state.record.stored_new_items = '"async guardrail check unfinished"'
+            state.record.stored_body_text = f'{{"redacted": "async guardrail check {why}"}}'
+            state.record.stored_new_items = f'"async guardrail check {why}"'
             out.append({"guardrail": "async", "stage": "input", "entity": "", "action": "logged",
-                        "score": 0.0, "start": 0, "end": 0, "message": "async check not finished"})
+                        "score": 0.0, "start": 0, "end": 0, "message": f"async check {why}"})
     sg: StreamGuard | None = flow.metadata.get(STREAM_KEY)
     if sg is not None:
         deadline = time.monotonic() + TERMINAL_WAIT_S

@@ -29,6 +29,7 @@ from addons import privacy
 from addons.errors import error_body, error_response
 from addons.failsafe import failsafe
 from addons.flowstate import FlowState, get_state
+from addons.guardrails import ASYNC_WAIT_S, pending_async_check
 from addons.options import seconds
 from addons.reassembly import Reassembled, from_json_body
 from addons.stream_relay import RELAY_FAILED_HEADER
@@ -64,6 +65,8 @@ class Tracing:
         self.sink: TraceSink | None = None
         # redacted-mode storage uses the guardrails' engine (gateway.py passes the shared one)
         self.privacy = storage_privacy if storage_privacy is not None else privacy.Privacy(Guard(workers=1))
+        # rows waiting (bounded) for a still-running async-stage guardrail check: id -> write now
+        self._deferred: dict[int, Callable[[], None]] = {}
 
     def load(self, loader) -> None:  # type: ignore[no-untyped-def]
         loader.add_option(
@@ -114,6 +117,8 @@ class Tracing:
                 ) from exc
 
     def done(self) -> None:
+        for write_now in list(self._deferred.values()):  # shutdown waits for no check: rows first
+            write_now()
         if self.sink is not None:
             self.sink.close()  # no logging here: mitmproxy's logging is already shut down
 
@@ -343,6 +348,45 @@ class Tracing:
     ) -> None:
         state.record.traced = True
         end = datetime.now(UTC)
+        check = pending_async_check(flow)
+        if check is not None:
+            self._defer(flow, state, result, end, check, fields)
+            return
+        self._emit(flow, state, result, end, fields)
+
+    def _defer(
+        self,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        result: Reassembled | None,
+        end: datetime,
+        check: asyncio.Future[object],
+        fields: dict[str, object],
+    ) -> None:
+        """The call ended before its async-stage guardrail check: the row waits for the check,
+        at most ``ASYNC_WAIT_S`` (then it is written marked unfinished, its request body withheld).
+        Nothing else waits: the client already has its answer."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop (cannot happen in mitmproxy): write at once
+            self._emit(flow, state, result, end, fields)
+            return
+        key = id(state)
+
+        def write_now(*_: object) -> None:
+            if self._deferred.pop(key, None) is None:
+                return  # already written (the check finished and the timer fired, or shutdown)
+            timer.cancel()
+            self._emit(flow, state, result, end, fields)
+
+        self._deferred[key] = write_now
+        timer = loop.call_later(ASYNC_WAIT_S, write_now)
+        check.add_done_callback(write_now)
+
+    def _emit(
+        self, flow: http.HTTPFlow, state: FlowState, result: Reassembled | None, end: datetime,
+        fields: dict[str, object],
+    ) -> None:
         instance = self.sink.instance_id if self.sink is not None else None
         try:
             row = build_row(flow, state, result, end=end, instance=instance, privacy_=self.privacy, **fields)  # type: ignore[arg-type]

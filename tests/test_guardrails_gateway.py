@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from codexgate.guard.policy import SECTION, to_section
 from codexgate.sim.scenario import fake_private_key
 from tests.conftest import read_traces
 from tests.helpers.codex import CodexRun
-from tests.helpers.gateway import CODEX, DemoVault, Gateway, codex_available
+from tests.helpers.gateway import CODEX, DemoVault, Gateway, codex_available, save_vault
 
 # Built by the shell at run time, so neither value appears in the prompt (the developer's own
 # message): only the tool output carries them.
@@ -39,12 +41,11 @@ needs_codex = pytest.mark.skipif(not codex_available(), reason="Codex CLI not in
 
 
 def set_policy(vault: DemoVault, detectors: dict[str, dict[str, str]] | None) -> None:
-    """The alice key's guardrail policy (None: no policy); waits for the gateway's reload."""
+    """The alice key's guardrail policy (None: no policy); returns once the gateway has reloaded."""
     v = vault.load()
     scopes = {f"key:{vault.key_ids['alice']}": {"detectors": detectors}} if detectors else {}
     v.sections[SECTION] = to_section(scopes)
-    vault.save(v)
-    time.sleep(1.5)  # the vault watcher reloads within a fraction of a second
+    save_vault(vault, v)
 
 
 def run_codex(tmp: Path, gateway: Gateway, key: str, prompt: str) -> CodexRun:
@@ -135,6 +136,37 @@ def test_flag_forwards_the_original_and_records_findings(gateway, vault, sim, tm
     assert ("secrets", "AWS_ACCESS_KEY", "logged", "input") in found
     assert ("pii", "EMAIL_ADDRESS", "logged", "input") in found  # the async-stage check made the row
     assert not any(r["guardrail_blocked"] for r in rows)
+
+
+FILLER = "the deploy pipeline failed because the build cache was stale and every module was rebuilt".split()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_row_waits_for_the_async_check_of_a_call_that_ended_first(gateway, vault, sim, stream: bool) -> None:
+    """The simulated provider answers in milliseconds; the async-stage PII scan of a ~190 KB
+    input takes longer. The client has its answer at once, and the trace row waits (bounded) for
+    the check: it carries the finding and stores the body with the value masked, not a row marked
+    "unfinished" without a body (what it was while the row did not wait)."""
+    set_policy(vault, {"pii": {"action": "flag", "stage": "async"}})
+    rng = random.Random(f"async-wait-{stream}-{time.time_ns()}")  # a new text each run: no verdict cache
+    filler = " ".join(rng.choice(FILLER) for _ in range(16000))
+    session = f"guard-async-wait-{stream}-{time.time_ns()}"
+    client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=vault.keys["alice"], max_retries=0,
+                           default_headers={"session-id": session})
+    request = {"model": "gpt-5-codex", "input": f"{filler} mail {EMAIL} please {filler}"}
+    if stream:
+        with client.responses.stream(**request) as events:
+            answer = events.get_final_response()
+    else:
+        answer = client.responses.create(**request)
+    assert answer.status == "completed"
+    rows = read_traces(gateway.traces, "session_id = ?", [session], wait_for=1)
+    assert len(rows) == 1
+    row = rows[0]
+    found = {(f["guardrail"], f["entity"], f["action"], f["stage"]) for f in row["guardrail_findings"] or []}
+    assert found == {("pii", "EMAIL_ADDRESS", "logged", "input")}
+    assert EMAIL not in row["request_body"] and "mail <EMAIL_ADDRESS_1> please" in row["request_body"]
+    assert row["outcome"] == "ok" and row["status_code"] == 200
 
 
 def test_output_guardrail_cuts_a_stream_that_emits_a_private_key(gateway, vault, sim) -> None:

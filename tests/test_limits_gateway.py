@@ -18,8 +18,8 @@ import pytest
 
 from codexgate.core.vault import Vault
 from tests.conftest import read_traces
-from tests.helpers.gateway import DemoVault, Gateway, free_port, start_gateway
-from tests.helpers.limits import RELOAD_WAIT, add_key, concurrent_streams, key_rows, stream_call, wait_settled
+from tests.helpers.gateway import DemoVault, Gateway, free_port, save_vault, start_gateway
+from tests.helpers.limits import add_key, concurrent_streams, key_rows, stream_call, wait_settled
 from tests.helpers.sim import SimProvider
 
 TEXT = "budget check"
@@ -210,16 +210,14 @@ def test_invalid_limits_section_fails_closed_until_fixed(gw: Gateway, vault: Dem
     v = Vault.load(vault.path, vault.secret)
     good = v.sections["limits"]
     v.sections["limits"] = {**good, "levels": {**good["levels"], f"key:{k.key_id}": {"rpm": -1}}}
-    vault.save(v)
-    time.sleep(RELOAD_WAIT)
+    save_vault(vault, v)
     try:
         r = stream_call(gw.base_url, k.plain, TEXT, MAX_OUT)
         assert r.status == 503 and r.body["error"]["code"] == "limits_invalid"
         assert "invalid" in r.body["error"]["message"]
     finally:
         v.sections["limits"] = good
-        vault.save(v)
-        time.sleep(RELOAD_WAIT)
+        save_vault(vault, v)
     assert stream_call(gw.base_url, k.plain, TEXT, MAX_OUT).ok
     rows = key_rows([gw.traces], k.key_id, 2)
     assert [r["refusal_reason"] for r in rows] == ["limits_invalid", None]

@@ -20,9 +20,7 @@ from codexgate.core.vault import Team, Vault
 from codexgate.limits.config import levels_for_key
 from codexgate.limits.ledger import LevelStatus, open_ledger
 from tests.conftest import read_traces
-from tests.helpers.gateway import DemoVault
-
-RELOAD_WAIT = 0.8  # the gateway polls the vault every 0.2 s
+from tests.helpers.gateway import DemoVault, save_vault
 
 
 @dataclass
@@ -41,7 +39,7 @@ def add_key(
 ) -> NewKey:
     """Create team ``acme/<team>`` (if new) and a key in it; ``levels(key_id)`` returns entries
     to merge into the vault's limits section; ``scope`` goes to ``create_key`` (providers, models…).
-    Waits until the gateway has reloaded the vault."""
+    Returns once every gateway on the vault has reloaded it."""
     vault = Vault.load(demo.path, demo.secret)
     path = f"acme/{team}"
     if path not in vault.teams:
@@ -52,8 +50,7 @@ def add_key(
     merged.update(levels(entry.key_id) if levels else {})
     section["levels"] = merged
     vault.sections["limits"] = section
-    demo.save(vault)
-    time.sleep(RELOAD_WAIT)
+    save_vault(demo, vault)
     return NewKey(plain, entry.key_id, path)
 
 
