@@ -580,6 +580,20 @@ def test_request_log_keeps_only_credential_digests(
     assert bad["credential"] == sim.digest("sk-gateway-key-should-not-pass") and bad["auth_ok"] is False
     assert resp["body"]["input"] == "log me" and resp["usage"]["input_tokens"] == ntok("log me")
     assert msg["usage"]["output_tokens"] == text_tokens("sim: log me") and resp["status"] == 200
+
+
+def test_a_path_no_api_answers_still_logs_the_credential_it_came_with(sim: SimProvider) -> None:
+    """The log says which credential reached the provider even on a path it does not serve: a
+    gateway test can then tell a forwarded call with the injected key from one without any."""
+    sim.clear()
+    for headers in ({"authorization": f"Bearer {sim.openai_key}"}, {}):
+        r = httpx.post(f"{sim.url}/v1/completions", json={"model": "gpt-5", "prompt": "x"}, headers=headers,
+                       trust_env=False)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
+    with_key, without = sim.requests()
+    assert with_key["credential"] == sim.digest(sim.openai_key) and with_key["status"] == 404
+    assert without["credential"] is None
+    assert sim.openai_key not in json.dumps(with_key)
     sim.clear()
     assert sim.requests() == []
 

@@ -122,7 +122,7 @@ class SimApp:
             "path": request.path,
             "query": redacted_query(request.query),
             "headers": redacted_headers(request.headers),
-            "credential": None,
+            "credential": None,  # set below for every request, whatever its path answers
             "auth_ok": None,
             "body": None,
             "body_error": None,
@@ -134,6 +134,9 @@ class SimApp:
             "events_sent": None,
             "stream_outcome": None,
         }
+        # the credential that came with it, even when no API answers the path (a 404 is logged too)
+        presented = check(family_of(request), request.headers, self.state.keys).presented
+        entry["credential"] = digest(presented) if presented else None
         self.state.log.append(entry)
         request["sim_entry"] = entry
         try:
