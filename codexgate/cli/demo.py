@@ -42,6 +42,7 @@ from pathlib import Path
 
 from codexgate.cli import CliError
 from codexgate.cli.demo_setup import DemoVault, create_demo_vault
+from codexgate.cli.launch import listening
 from codexgate.core.vault import Route, RouteTarget, Team, Vault, VaultError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,17 +94,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise CliError(f"{what} exited with status {proc.returncode} (is port {port} free?)")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
+        if listening(port):
+            return
+        time.sleep(0.1)
     raise CliError(f"{what} did not start listening on port {port}")
 
 
@@ -547,6 +544,7 @@ def run(args: argparse.Namespace) -> int:
         )
         procs.append(("gateway", gateway))
         _wait_port(args.port, gateway, "gateway")
+        _wait_port(args.proxy_port, gateway, "gateway (forward proxy)")
         gateway_url = f"http://127.0.0.1:{args.port}"
         print("codexgate demo: writing the synthetic history (first start only) ...", flush=True)
         synthetic = write_synthetic_history(data / "synthetic")

@@ -44,16 +44,33 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def self_connected(sock: socket.socket) -> bool:
+    """A TCP socket connected to itself: connecting to a loopback port nobody listens on can
+    succeed when the kernel picks that same port as the source (TCP simultaneous open)."""
+    try:
+        return sock.getsockname() == sock.getpeername()
+    except OSError:
+        return False
+
+
+def listening(port: int, timeout: float = 0.5) -> bool:
+    """Whether something listens on 127.0.0.1:``port``. A self-connection does not count: it
+    would also hold the port, so the server about to bind it fails with "address in use"."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            return not self_connected(sock)
+    except OSError:
+        return False
+
+
 def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if listening(port):
+            return
+        time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 

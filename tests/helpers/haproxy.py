@@ -4,13 +4,13 @@ port, temp config, foreground (``-db``), round robin, stopped by PID at teardown
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from codexgate.cli.launch import listening
 from tests.helpers.redis import free_port
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
@@ -56,13 +56,11 @@ def haproxy(tmp: Path, backends: list[int]) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {proc.stderr.read().decode(errors='replace')[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("haproxy did not listen within 10 s") from None
-                time.sleep(0.05)
+            if listening(port, timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("haproxy did not listen within 10 s")
+            time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
